@@ -1,0 +1,20 @@
+"""Token-MDP environments: template, registry, tokenizer, tasks and games."""
+
+from jaxrl_reason.envs.api_test import api_test
+from jaxrl_reason.envs.core import TokenEnv, tree_select
+from jaxrl_reason.envs.registry import make, register, register_family, registered_envs
+from jaxrl_reason.envs.tasks.base import ReasoningTask
+from jaxrl_reason.envs.tokenizer import DEFAULT_TOKENIZER, Tokenizer
+
+__all__ = [
+    "DEFAULT_TOKENIZER",
+    "ReasoningTask",
+    "TokenEnv",
+    "Tokenizer",
+    "api_test",
+    "make",
+    "register",
+    "register_family",
+    "registered_envs",
+    "tree_select",
+]

@@ -1,0 +1,104 @@
+"""Contracts every part of jaxrl_reason agrees on.
+
+Read this module and you know the system: environments are *token MDPs* whose state is an
+:class:`EnvState`; an environment describes its static sizes with an :class:`EnvSpec`; searches
+return a :class:`SearchOutput`. All states are frozen pytrees (``flax.struct.dataclass``), written
+for one example and batched by the caller with ``jax.vmap``.
+
+Shape legend: ``L`` = ``spec.max_length`` (prompt + response buffer), ``A`` = ``spec.num_actions``,
+``P`` = ``spec.num_players``, ``B`` = batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import chex
+import jax
+from flax import struct
+
+Array = jax.Array
+PRNGKey = jax.Array
+Params = Any  # a pytree of arrays
+Problem = Any  # a task's problem: a small pytree of arrays (fixed shapes per env)
+
+
+@struct.dataclass
+class EnvState:
+    """State of one token-MDP episode (unbatched; vmap for batches).
+
+    The token of action ``a`` is ``a`` itself: an env's actions are the first ``A`` token ids of its
+    vocabulary (reasoning tasks: the whole vocabulary; games: the moves, with special tokens above).
+    """
+
+    tokens: Array  # [L] int32: prompt then response, padded with spec.pad_id
+    length: Array  # [] int32: number of valid tokens in `tokens`
+    prompt_length: Array  # [] int32: the response starts at this index
+    current_player: Array  # [] int32: player to move, in [0, P)
+    legal_action_mask: Array  # [A] bool: all True at terminal states
+    rewards: Array  # [P] float32: reward of the last transition, per player
+    terminated: Array  # [] bool: the episode ended (EOS, game over, illegal action)
+    truncated: Array  # [] bool: the response hit the length limit (also ends the episode)
+    problem: Problem  # the task's problem pytree (games: the opening moves)
+    aux: Any = ()  # env-private running state (e.g. a game board); () when tokens say it all
+
+    @property
+    def done(self) -> Array:
+        """[] bool: the episode is over (terminated or truncated)."""
+        return self.terminated | self.truncated
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """Static description of a token MDP. Hashable, so it can be closed over by jitted code."""
+
+    env_id: str
+    num_actions: int  # A: size of the policy head's action space
+    vocab_size: int  # token ids the model reads, >= num_actions
+    max_length: int  # L: token buffer length (prompt + response)
+    max_prompt_length: int  # the longest prompt this env renders
+    num_players: int = 1
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int | None = 2  # None for games (they end by their rules)
+    illegal_action_penalty: float = 0.0  # reward of the player who makes an illegal move
+
+    @property
+    def max_response_length(self) -> int:
+        return self.max_length - self.max_prompt_length
+
+
+@struct.dataclass
+class SearchOutput:
+    """What a batched search returns (leading axis B)."""
+
+    action: Array  # [B] int32: the chosen action (a token id)
+    action_weights: Array  # [B, A] float32: the improved policy π (sums to 1, 0 on illegal)
+    root_value: Array  # [B] float32: the search's value estimate at the root, for the player to move
+    search_tree: Any = None  # the underlying mctx tree (top-K layout), for inspection
+
+
+# Callable aliases (shapes in the docstrings of the functions that take them).
+InitFn = Callable[[PRNGKey], EnvState]
+StepFn = Callable[[EnvState, Array], EnvState]
+VerifyFn = Callable[[Problem, Array, Array, Array], Array]
+"""verify(problem, tokens [L], prompt_length [], length []) -> reward [] float32 (pure JAX)."""
+HostScorer = Callable[[dict, str], float]
+"""score(problem_dict, response_text) -> reward: any Python callable (outside jit or via callback)."""
+
+
+def assert_env_state(state: EnvState, spec: EnvSpec, *, batch: tuple[int, ...] = ()) -> None:
+    """Checks shapes and dtypes of a (possibly batched) state against `spec`."""
+    chex.assert_shape(state.tokens, (*batch, spec.max_length))
+    chex.assert_shape(state.legal_action_mask, (*batch, spec.num_actions))
+    chex.assert_shape(state.rewards, (*batch, spec.num_players))
+    for name in ("length", "prompt_length", "current_player", "terminated", "truncated"):
+        chex.assert_shape(getattr(state, name), batch)
+    chex.assert_type(
+        [state.tokens, state.length, state.prompt_length, state.current_player],
+        [jax.numpy.int32] * 4,
+    )
+    chex.assert_type([state.legal_action_mask, state.terminated, state.truncated], [bool] * 3)
+    chex.assert_type(state.rewards, jax.numpy.float32)

@@ -17,7 +17,7 @@ from jaxrl_reason.envs import (
     register_family,
     registered_envs,
 )
-from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput
+from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "SearchOutput",
     "TokenEnv",
     "Tokenizer",
+    "Trajectory",
     "api_test",
     "make",
     "register",

@@ -80,6 +80,32 @@ class SearchOutput:
     search_tree: Any = None  # the underlying mctx tree (top-K layout), for inspection
 
 
+@struct.dataclass
+class Trajectory:
+    """A batch of episodes from a rollout or self-play (leading axis B, then step T).
+
+    Step ``t`` is the ``t``-th action after the prompt: it was chosen in the state whose tokens are
+    ``tokens[:prompt_length + t]``, so the model's prediction for it sits at position
+    ``prompt_length + t - 1``. ``T`` is ``spec.max_response_length`` (games: ``max_length - 1``).
+    """
+
+    tokens: Array  # [B, L] int32: final token buffers (prompt + response)
+    prompt_length: Array  # [B] int32
+    actions: Array  # [B, T] int32: token ids played (pad where not valid)
+    log_probs: Array  # [B, T] float32: log-prob of the action under the behaviour policy (0 if not valid)
+    values: Array  # [B, T] float32: the network's value of the state before the action
+    rewards: Array  # [B, T, P] float32: reward of each transition, per player
+    players: Array  # [B, T] int32: player to move before the action
+    valid: Array  # [B, T] bool: the step was taken in a live episode
+    final_state: EnvState  # [B] states after the last step
+    policy: Any = None  # [B, T, A] float32: search policy π (self-play), else None
+
+    @property
+    def returns(self) -> Array:
+        """[B, P] float32: total reward of each episode, per player."""
+        return self.rewards.sum(axis=1)
+
+
 # Callable aliases (shapes in the docstrings of the functions that take them).
 InitFn = Callable[[PRNGKey], EnvState]
 StepFn = Callable[[EnvState, Array], EnvState]

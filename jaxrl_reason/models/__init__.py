@@ -1,5 +1,6 @@
 """The policy-value transformer, KV-cache sampling and FLOP accounting."""
 
+from jaxrl_reason.models.sampling import mask_logits, rollout, sample_action
 from jaxrl_reason.models.transformer import (
     KVCache,
     PolicyValueTransformer,
@@ -12,6 +13,9 @@ __all__ = [
     "KVCache",
     "PolicyValueTransformer",
     "TransformerConfig",
+    "mask_logits",
+    "rollout",
+    "sample_action",
     "two_hot",
     "value_bins",
 ]

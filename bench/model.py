@@ -208,6 +208,14 @@ def sampling_bench(
     return out
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor()
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats")
@@ -220,8 +228,9 @@ def main(argv=None) -> dict:
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "machine": {
             "platform": platform.platform(),
-            "processor": platform.processor(),
+            "cpu": _cpu_model(),
             "cpus": os.cpu_count(),
+            "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
             "devices": [str(d) for d in jax.devices()][:2] + ["..."],
         },  # fmt: skip
         "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__},
@@ -247,6 +256,7 @@ def main(argv=None) -> dict:
             sampling[name] = sampling_bench(tiny, batch=256, length=128, sharded=sharded, repeats=max(2, repeats // 2))
             print(name, sampling[name], file=sys.stderr, flush=True)
         result["sampling_tiny_B256_L128"] = sampling
+    result["machine"]["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=1))
     return result
 

@@ -186,16 +186,16 @@ class _Block(nn.Module):
         c = self.config
         dtype, pdtype = jnp.dtype(c.dtype), jnp.dtype(c.param_dtype)
         d, h, dh = c.d_model, c.num_heads, c.head_dim
-        fan_in = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2, 3))
-        out_init = nn.initializers.variance_scaling(
-            1.0 / (2 * c.num_layers), "fan_in", "normal", in_axis=(0, 1), out_axis=2
-        )
-        w_qkv = _param(self, "qkv", fan_in, (d, 3, h, dh), ("embed", None, "heads", "kv"), pdtype)
+        # Fan-in scaled normals; the residual-branch outputs shrunk by 1/(2·layers) (GPT-2 style).
+        init = nn.initializers.variance_scaling
+        out_scale = 1.0 / (2 * c.num_layers)
+        qkv_init = init(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2, 3))
+        w_qkv = _param(self, "qkv", qkv_init, (d, 3, h, dh), ("embed", None, "heads", "kv"), pdtype)
+        out_init = init(out_scale, "fan_in", "normal", in_axis=(0, 1), out_axis=2)
         w_out = _param(self, "attn_out", out_init, (h, dh, d), ("heads", "kv", "embed"), pdtype)
-        w_up = _param(self, "mlp_in", nn.initializers.variance_scaling(1.0, "fan_in", "normal"), (d, c.mlp_dim),
-                      ("embed", "mlp"), pdtype)  # fmt: skip
-        w_down = _param(self, "mlp_out", nn.initializers.variance_scaling(1.0 / (2 * c.num_layers), "fan_in",
-                        "normal"), (c.mlp_dim, d), ("mlp", "embed"), pdtype)  # fmt: skip
+        up_init, down_init = init(1.0, "fan_in", "normal"), init(out_scale, "fan_in", "normal")
+        w_up = _param(self, "mlp_in", up_init, (d, c.mlp_dim), ("embed", "mlp"), pdtype)
+        w_down = _param(self, "mlp_out", down_init, (c.mlp_dim, d), ("mlp", "embed"), pdtype)
 
         y = _rms_norm(self, "attn_norm", x, pdtype)
         qkv = _mm("btd,dchk->btchk", y, w_qkv, dtype)  # [B,T,3,H,Dh]
@@ -220,8 +220,8 @@ class _Network(nn.Module):
         """tokens/positions [B,T]; key_mask [B,T] bool or None; context: ((k, v, mask [B,S]), ...)."""
         c = self.config
         pdtype = jnp.dtype(c.param_dtype)
-        embed = _param(self, "embed", nn.initializers.normal(1.0), (c.vocab_size, c.d_model), ("vocab", "embed"),
-                       pdtype)  # fmt: skip
+        embed_shape = (c.vocab_size, c.d_model)
+        embed = _param(self, "embed", nn.initializers.normal(1.0), embed_shape, ("vocab", "embed"), pdtype)
         if c.vocab_size <= _ONE_HOT_MAX_VOCAB:
             # A one-hot matmul instead of a gather: exact in f32, its gradient is a matmul rather than a
             # scatter-add (faster on CPU), and it shards over any mesh without gather resharding.

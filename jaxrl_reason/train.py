@@ -125,7 +125,7 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "grad_norm": optax.global_norm(grads)}
+        metrics = {**metrics, "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params)}
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def sft_update(state: TrainState, batch):
@@ -176,8 +176,15 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
         )
 
         def loss_fn(params):
-            logits, values = model.apply(params, traj.tokens)
-            return alphazero_loss(logits, values, traj, value_weight=sp.value_weight)
+            logits, values, value_logits = model.apply(params, traj.tokens, return_value_logits=True)
+            categorical = model.config.value_head == "categorical"
+            return alphazero_loss(
+                logits,
+                values,
+                traj,
+                value_weight=sp.value_weight,
+                value_logits=value_logits if categorical else None,
+            )
 
         return apply_grads(state, loss_fn)
 
@@ -273,9 +280,10 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
                 phase = config.algorithm
             step += 1
             metrics = jax.device_get(metrics)
-            if not math.isfinite(float(metrics["loss"])):
+            if not all(math.isfinite(float(metrics[k])) for k in ("loss", "param_norm")):
                 raise TrainingError(
-                    f"non-finite loss {float(metrics['loss'])} at step {step} ({phase}); stopped without saving "
+                    f"non-finite loss {float(metrics['loss'])} or parameters (norm {float(metrics['param_norm'])}) "
+                    f"at step {step} ({phase}); stopped without saving "
                     f"it. The last good checkpoint is step {ckpt.latest_step()} in {ckpt.directory}. Try a lower "
                     "optim.learning_rate or optim.grad_clip."
                 )

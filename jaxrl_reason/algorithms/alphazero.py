@@ -3,15 +3,18 @@
 Targets from a self-play :class:`~jaxrl_reason.types.Trajectory`: the search policy π at every step
 and ``z`` = the episode's final return for the player who was to move (so in two-player games the
 loser's steps get −1 and the winner's +1; in reasoning tasks ``z`` is the verifier's reward).
-Loss: ``CE(π, policy) + value_weight * (value - z)²``, averaged over valid steps.
+Loss: ``CE(π, policy) + value_weight * (value - z)²`` (or the two-hot cross-entropy of a categorical
+value head), averaged over valid steps.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxrl_reason.algorithms.common import gather_steps, masked_mean, step_positions
+from jaxrl_reason.models import two_hot
 from jaxrl_reason.types import Array, Trajectory
 
 
@@ -21,7 +24,14 @@ def value_targets(traj: Trajectory) -> Array:
     return jnp.take_along_axis(returns, traj.players, axis=1)
 
 
-def alphazero_loss(logits: Array, values: Array, traj: Trajectory, *, value_weight: float = 1.0) -> tuple[Array, dict]:
+def alphazero_loss(
+    logits: Array,
+    values: Array,
+    traj: Trajectory,
+    *,
+    value_weight: float = 1.0,
+    value_logits: Array | None = None,
+) -> tuple[Array, dict]:
     """Expert-iteration loss of a full forward over ``traj.tokens``.
 
     Args:
@@ -29,6 +39,8 @@ def alphazero_loss(logits: Array, values: Array, traj: Trajectory, *, value_weig
       values: [B, L] value predictions of the full forward.
       traj: self-play trajectories with ``policy [B, T, A]``.
       value_weight: weight of the value regression.
+      value_logits: [B, L, bins] of a categorical value head: the value loss is then the
+        cross-entropy to the two-hot encoding of z instead of the squared error.
     Returns:
       ``(loss, metrics)``.
     """
@@ -41,9 +53,13 @@ def alphazero_loss(logits: Array, values: Array, traj: Trajectory, *, value_weig
     policy_ce = -(pi * log_p).sum(-1)
     entropy_pi = -(pi * jnp.log(jnp.where(pi > 0, pi, 1.0))).sum(-1)
     z = value_targets(traj)
-    value_se = (step_values - z) ** 2
+    if value_logits is None:
+        value_err = (step_values - z) ** 2
+    else:
+        step_vlogits = gather_steps(value_logits, pos).astype(jnp.float32)
+        value_err = optax.softmax_cross_entropy(step_vlogits, two_hot(z, value_logits.shape[-1]))
     policy_loss = masked_mean(policy_ce, traj.valid)
-    value_loss = masked_mean(value_se, traj.valid)
+    value_loss = masked_mean(value_err, traj.valid)
     loss = policy_loss + value_weight * value_loss
     return loss, {
         "loss": loss,

@@ -17,6 +17,7 @@ from jaxrl_reason.envs import (
     register_family,
     registered_envs,
 )
+from jaxrl_reason.search import mcts_policy
 from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 
 __version__ = "0.1.0"
@@ -32,6 +33,7 @@ __all__ = [
     "Trajectory",
     "api_test",
     "make",
+    "mcts_policy",
     "register",
     "register_family",
     "registered_envs",

@@ -17,6 +17,7 @@ from jaxrl_reason.envs import (
     register_family,
     registered_envs,
 )
+from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig
 from jaxrl_reason.search import mcts_policy
 from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 
@@ -26,11 +27,14 @@ __all__ = [
     "DEFAULT_TOKENIZER",
     "EnvSpec",
     "EnvState",
+    "KVCache",
+    "PolicyValueTransformer",
     "ReasoningTask",
     "SearchOutput",
     "TokenEnv",
     "Tokenizer",
     "Trajectory",
+    "TransformerConfig",
     "api_test",
     "make",
     "mcts_policy",

@@ -1,0 +1,465 @@
+"""The policy-value transformer: a decoder-only, pre-norm, rotary-position Flax model.
+
+One network reads a token sequence and gives, at every position ``t``, the policy (logits over the
+``A`` actions) and the value of the state whose last token is ``tokens[t]``. Params are a plain pytree
+(unboxed); every method is pure; the model object holds only its config, so it is hashable and can be
+closed over or passed as a static argument.
+
+Shape legend: ``B`` batch, ``T`` new tokens, ``S`` cached/context tokens, ``A`` actions,
+``Lyr`` layers, ``H`` heads, ``Dh`` head dim, ``D`` model width.
+
+Attention is written over *segments*: the ``T`` new tokens attend causally to each other and to every
+``(k, v, mask)`` segment of a context (a KV cache, a search's shared prefix, a path's K/V). The full
+forward (:meth:`PolicyValueTransformer.apply`), :meth:`~PolicyValueTransformer.prefill`,
+:meth:`~PolicyValueTransformer.decode` and :meth:`~PolicyValueTransformer.extend` are all that one
+computation with different contexts, so they agree to float rounding (tested).
+
+Parameters carry logical axis names (``vocab``, ``embed``, ``heads``, ``kv``, ``mlp``; ``None`` for
+small axes that are never sharded); :meth:`PolicyValueTransformer.logical_axes` returns them as a pytree
+of ``PartitionSpec`` matching the params.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl_reason.types import Array, EnvSpec, Params, PRNGKey
+
+_DTYPES = ("float32", "bfloat16", "float16")
+_VALUE_HEADS = ("scalar", "categorical")
+_NEG = -1e30  # finite "minus infinity": a row with every key masked gets a uniform softmax, not NaN
+
+# Width, heads, layers, MLP width of the presets (parameter counts for a ~40-token vocabulary).
+_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(d_model=128, num_heads=4, num_layers=2, mlp_dim=512),  # ~0.41 M params
+    "small": dict(d_model=256, num_heads=8, num_layers=4, mlp_dim=1024),  # ~3.2 M params
+    "base": dict(d_model=512, num_heads=8, num_layers=8, mlp_dim=2048),  # ~25 M params
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Static hyper-parameters of :class:`PolicyValueTransformer` (hashable).
+
+    ``dtype`` is the matmul input dtype (accumulation is always float32; norms, softmax, the residual
+    stream and the outputs stay float32); ``param_dtype`` the storage dtype of the params.
+    ``value_head``: ``"scalar"`` (tanh of a linear read-out) or ``"categorical"`` (a softmax over
+    ``num_value_bins`` evenly spaced bins on [-1, 1] whose expectation is the value).
+    """
+
+    num_actions: int
+    vocab_size: int
+    max_length: int = 128
+    d_model: int = 128
+    num_heads: int = 4
+    num_layers: int = 2
+    mlp_dim: int = 512
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    value_head: str = "scalar"
+    num_value_bins: int = 51
+    rope_base: float = 10_000.0
+
+    def __post_init__(self):
+        def need(ok, what):
+            if not ok:
+                raise ValueError(f"TransformerConfig: expected {what}; got {self}")
+
+        for name in ("num_actions", "vocab_size", "max_length", "d_model", "num_heads", "num_layers", "mlp_dim"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 1, f"{name} a positive int (got {v!r})")
+        need(
+            self.vocab_size >= self.num_actions,
+            f"vocab_size >= num_actions (the token of action a is a), got {self.vocab_size} < {self.num_actions}",
+        )
+        need(
+            self.d_model % self.num_heads == 0,
+            f"d_model divisible by num_heads, got {self.d_model} % {self.num_heads} != 0",
+        )
+        need(self.head_dim % 2 == 0, f"an even head_dim for rotary embeddings, got {self.head_dim}")
+        need(self.dtype in _DTYPES, f"dtype in {_DTYPES}, got {self.dtype!r}")
+        need(self.param_dtype in _DTYPES, f"param_dtype in {_DTYPES}, got {self.param_dtype!r}")
+        need(self.value_head in _VALUE_HEADS, f"value_head in {_VALUE_HEADS}, got {self.value_head!r}")
+        need(self.num_value_bins >= 2, f"num_value_bins >= 2, got {self.num_value_bins}")
+        need(self.rope_base > 1, f"rope_base > 1, got {self.rope_base}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.num_heads
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> TransformerConfig:
+        """A named size (``"tiny"`` ~0.4 M params, ``"small"`` ~3 M, ``"base"`` ~25 M) with overrides.
+
+        ``num_actions`` and ``vocab_size`` must be given (or use :meth:`for_env`).
+        """
+        if name not in _PRESETS:
+            raise ValueError(f"unknown preset {name!r}; expected one of {sorted(_PRESETS)}")
+        missing = [k for k in ("num_actions", "vocab_size") if k not in overrides]
+        if missing:
+            raise ValueError(f"preset {name!r} needs {missing} (or use TransformerConfig.for_env(spec))")
+        return cls(**{**_PRESETS[name], **overrides})
+
+    @classmethod
+    def for_env(cls, spec: EnvSpec, preset: str = "tiny", **overrides) -> TransformerConfig:
+        """A preset sized for an env: sets ``num_actions``, ``vocab_size`` and ``max_length`` from `spec`."""
+        sizes = dict(num_actions=spec.num_actions, vocab_size=spec.vocab_size, max_length=spec.max_length)
+        return cls.preset(preset, **{**sizes, **overrides})
+
+
+@struct.dataclass
+class KVCache:
+    """Keys and values of every layer for ``max_length`` slots per row.
+
+    Slot ``j`` of row ``b`` holds the K/V of the token at position ``j``; ``lengths[b]`` counts the
+    slots written so far (prefill sets it to the prompt lengths, decode to ``position + 1``).
+    """
+
+    k: Array  # [Lyr, B, S, H, Dh]
+    v: Array  # [Lyr, B, S, H, Dh]
+    lengths: Array  # [B] int32
+
+    def segment(self, lengths: Array | None = None) -> tuple[Array, Array, Array]:
+        """The cache as a context segment ``(k, v, mask [B, S])`` for :meth:`PolicyValueTransformer.extend`.
+
+        ``mask[b, j] = j < lengths[b]`` (default: the cache's own ``lengths``).
+        """
+        lengths = self.lengths if lengths is None else lengths
+        mask = jnp.arange(self.k.shape[2])[None, :] < jnp.asarray(lengths)[:, None]
+        return self.k, self.v, mask
+
+
+# -- network ------------------------------------------------------------------------------------------
+def _param(module: nn.Module, name: str, init, shape: tuple[int, ...], names: tuple[str | None, ...], dtype):
+    return module.param(name, nn.with_logical_partitioning(init, names), shape, dtype)
+
+
+def _mm(eq: str, x: Array, w: Array, dtype) -> Array:
+    """Einsum with inputs cast to the compute dtype and float32 accumulation/output."""
+    return jnp.einsum(eq, x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _rms_norm(module: nn.Module, name: str, x: Array, param_dtype) -> Array:
+    scale = _param(module, name, nn.initializers.ones, (x.shape[-1],), ("embed",), param_dtype)
+    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-6)
+    return x * scale.astype(jnp.float32)
+
+
+def _rotate(x: Array, sin: Array, cos: Array) -> Array:
+    """Rotary embedding of ``x [..., T, ..., Dh]`` with ``sin/cos`` broadcastable to ``[..., Dh/2]``."""
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+
+
+def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype) -> Array:
+    """Softmax attention of ``q [B,T,H,Dh]`` over the union of segments ``(k [B,S,H,Dh], v, mask [B|1,T|1,S])``.
+
+    Scores of all segments share one softmax; no K/V is concatenated (a cache is read in place).
+    """
+    scores = [
+        jnp.where(m[:, None], _mm("bthd,bshd->bhts", q, k, dtype), _NEG) for k, _, m in segments
+    ]  # each [B,H,T,S_i]
+    sizes = [s.shape[-1] for s in scores]
+    probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0], axis=-1)
+    out = 0.0
+    start = 0
+    for (_, v, _), size in zip(segments, sizes, strict=True):
+        out = out + _mm("bhts,bshd->bthd", probs[..., start : start + size], v, dtype)
+        start += size
+    return out
+
+
+class _Block(nn.Module):
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x, sin, cos, self_mask, context):
+        c = self.config
+        dtype, pdtype = jnp.dtype(c.dtype), jnp.dtype(c.param_dtype)
+        d, h, dh = c.d_model, c.num_heads, c.head_dim
+        fan_in = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2, 3))
+        out_init = nn.initializers.variance_scaling(
+            1.0 / (2 * c.num_layers), "fan_in", "normal", in_axis=(0, 1), out_axis=2
+        )
+        w_qkv = _param(self, "qkv", fan_in, (d, 3, h, dh), ("embed", None, "heads", "kv"), pdtype)
+        w_out = _param(self, "attn_out", out_init, (h, dh, d), ("heads", "kv", "embed"), pdtype)
+        w_up = _param(self, "mlp_in", nn.initializers.variance_scaling(1.0, "fan_in", "normal"), (d, c.mlp_dim),
+                      ("embed", "mlp"), pdtype)  # fmt: skip
+        w_down = _param(self, "mlp_out", nn.initializers.variance_scaling(1.0 / (2 * c.num_layers), "fan_in",
+                        "normal"), (c.mlp_dim, d), ("mlp", "embed"), pdtype)  # fmt: skip
+
+        y = _rms_norm(self, "attn_norm", x, pdtype)
+        qkv = _mm("btd,dchk->btchk", y, w_qkv, dtype)  # [B,T,3,H,Dh]
+        qk = _rotate(qkv[:, :, :2], sin, cos)
+        q = qk[:, :, 0] * (dh**-0.5)
+        k, v = qk[:, :, 1].astype(dtype), qkv[:, :, 2].astype(dtype)
+        segments = [*context, (k, v, self_mask)]
+        att = _attend(q, segments, dtype)  # [B,T,H,Dh]
+        x = x + _mm("bthk,hkd->btd", att, w_out, dtype)
+
+        y = _rms_norm(self, "mlp_norm", x, pdtype)
+        y = jax.nn.gelu(_mm("btd,dm->btm", y, w_up, dtype))
+        x = x + _mm("btm,md->btd", y, w_down, dtype)
+        return x, k, v
+
+
+class _Network(nn.Module):
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, tokens, positions, key_mask, context):
+        """tokens/positions [B,T]; key_mask [B,T] bool or None; context: ((k, v, mask [B,S]), ...)."""
+        c = self.config
+        pdtype = jnp.dtype(c.param_dtype)
+        embed = _param(self, "embed", nn.initializers.normal(1.0), (c.vocab_size, c.d_model), ("vocab", "embed"),
+                       pdtype)  # fmt: skip
+        x = jnp.take(embed, tokens, axis=0, mode="clip").astype(jnp.float32)
+
+        half = c.head_dim // 2
+        inv_freq = c.rope_base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+        angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B,T,Dh/2]
+        sin, cos = jnp.sin(angles)[:, :, None, None], jnp.cos(angles)[:, :, None, None]  # [B,T,1,1,Dh/2]
+
+        t = tokens.shape[1]
+        self_mask = jnp.tril(jnp.ones((t, t), bool))[None]  # [1,T,T]
+        if key_mask is not None:
+            self_mask = self_mask & key_mask[:, None, :]
+        ks, vs = [], []
+        for i in range(c.num_layers):
+            layer_ctx = [(k[i], v[i], m[:, None, :]) for k, v, m in context]
+            x, k, v = _Block(c, name=f"layer_{i}")(x, sin, cos, self_mask, layer_ctx)
+            ks.append(k)
+            vs.append(v)
+        x = _rms_norm(self, "final_norm", x, pdtype)
+        head_init = nn.initializers.normal(0.02)
+        w_pi = _param(self, "policy_head", head_init, (c.d_model, c.num_actions), ("embed", "vocab"), pdtype)
+        logits = _mm("btd,da->bta", x, w_pi, jnp.dtype(c.dtype))
+        n_out = 1 if c.value_head == "scalar" else c.num_value_bins
+        w_v = _param(self, "value_head", head_init, (c.d_model, n_out), ("embed", None), pdtype)
+        b_v = _param(self, "value_bias", nn.initializers.zeros, (n_out,), (None,), pdtype)
+        value_logits = _mm("btd,dn->btn", x, w_v, jnp.dtype(c.dtype)) + b_v.astype(jnp.float32)
+        return logits, value_logits, jnp.stack(ks), jnp.stack(vs)
+
+
+# -- public model -------------------------------------------------------------------------------------
+def value_bins(num_bins: int) -> Array:
+    """[num_bins] float32: centres of the categorical value head's bins, evenly spaced on [-1, 1]."""
+    return jnp.linspace(-1.0, 1.0, num_bins, dtype=jnp.float32)
+
+
+def two_hot(values: Array, num_bins: int) -> Array:
+    """Categorical target for scalar ``values [...]`` in [-1, 1]: ``[..., num_bins]`` two-hot probabilities.
+
+    The mass is split between the two nearest bins so that the expectation equals the (clipped) value.
+    """
+    x = (jnp.clip(values, -1.0, 1.0) + 1.0) * 0.5 * (num_bins - 1)
+    lo = jnp.clip(jnp.floor(x), 0, num_bins - 2)
+    frac = x - lo
+    lo = lo.astype(jnp.int32)
+    return jax.nn.one_hot(lo, num_bins) * (1.0 - frac)[..., None] + jax.nn.one_hot(lo + 1, num_bins) * frac[..., None]
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyValueTransformer:
+    """Functional policy-value transformer (hashable: holds only its config).
+
+    Example::
+
+        model = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(env.spec))
+        params = model.init(key)
+        logits, values = model.apply(params, tokens)  # [B,T,A], [B,T]
+    """
+
+    config: TransformerConfig
+
+    def __post_init__(self):
+        if not isinstance(self.config, TransformerConfig):
+            raise ValueError(f"expected a TransformerConfig, got {type(self.config).__name__}")
+
+    @property
+    def _net(self) -> _Network:
+        return _Network(self.config)
+
+    # -- params ------------------------------------------------------------------------------------
+    def _boxed_init(self, key: PRNGKey):
+        tokens = jnp.zeros((1, 1), jnp.int32)
+        return self._net.init(key, tokens, tokens, None, ())["params"]
+
+    def init(self, key: PRNGKey) -> Params:
+        """Fresh params: a plain nested dict of arrays (no partitioning boxes)."""
+        return nn.meta.unbox(self._boxed_init(key))
+
+    def logical_axes(self) -> Any:
+        """Pytree (same structure as the params) of ``jax.sharding.PartitionSpec`` of logical axis names."""
+        abstract = jax.eval_shape(self._boxed_init, jax.random.key(0))
+        return nn.get_partition_spec(abstract)
+
+    def num_params(self, params: Params | None = None) -> int:
+        """Number of scalar parameters (of `params`, or of a fresh init computed abstractly)."""
+        if params is None:
+            params = jax.eval_shape(self.init, jax.random.key(0))
+        return int(sum(math.prod(x.shape) for x in jax.tree.leaves(params)))
+
+    # -- forward passes ----------------------------------------------------------------------------
+    def _heads(self, logits: Array, value_logits: Array) -> tuple[Array, Array]:
+        if self.config.value_head == "scalar":
+            return logits, jnp.tanh(value_logits[..., 0])
+        probs = jax.nn.softmax(value_logits, axis=-1)
+        return logits, probs @ value_bins(self.config.num_value_bins)
+
+    def _check_tokens(self, tokens: Array, name: str = "tokens") -> None:
+        if tokens.ndim != 2:
+            raise ValueError(f"{name}: expected shape [B, T], got {tokens.shape}")
+        if tokens.shape[1] > self.config.max_length:
+            raise ValueError(f"{name}: expected T <= max_length={self.config.max_length}, got {tokens.shape}")
+
+    def _default_positions(self, tokens: Array, positions: Array | None) -> Array:
+        if positions is None:
+            return jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+        positions = jnp.asarray(positions, jnp.int32)
+        if positions.shape != tokens.shape:
+            raise ValueError(f"positions: expected shape {tokens.shape} (like tokens), got {positions.shape}")
+        return positions
+
+    def apply(
+        self,
+        params: Params,
+        tokens: Array,
+        *,
+        positions: Array | None = None,
+        mask: Array | None = None,
+        return_value_logits: bool = False,
+    ):
+        """Full causal forward.
+
+        Args:
+          tokens: [B, T] int32.
+          positions: [B, T] int32 rotary positions (default ``0..T-1`` in every row; give them for
+            left-padded or offset rows).
+          mask: [B, T] bool, optional: False tokens are never attended to as keys (e.g. left padding).
+          return_value_logits: also return the value head's raw output.
+
+        Returns:
+          ``(logits [B,T,A] f32, values [B,T] f32 in [-1, 1])``, plus ``value_logits`` if asked:
+          ``[B,T,num_value_bins]`` (categorical; ``softmax(.) @ value_bins == values``) or ``[B,T]``
+          pre-tanh (scalar). ``logits[:, t]``/``values[:, t]`` belong to the state ending at ``tokens[:, t]``.
+        """
+        tokens = jnp.asarray(tokens, jnp.int32)
+        self._check_tokens(tokens)
+        positions = self._default_positions(tokens, positions)
+        if mask is not None and jnp.shape(mask) != tokens.shape:
+            raise ValueError(f"mask: expected shape {tokens.shape}, got {jnp.shape(mask)}")
+        logits, value_logits, _, _ = self._net.apply({"params": params}, tokens, positions, mask, ())
+        logits, values = self._heads(logits, value_logits)
+        if not return_value_logits:
+            return logits, values
+        if self.config.value_head == "scalar":
+            value_logits = value_logits[..., 0]
+        return logits, values, value_logits
+
+    def extend(
+        self,
+        params: Params,
+        tokens: Array,
+        positions: Array,
+        context: Sequence[tuple[Array, Array, Array]] = (),
+    ) -> tuple[Array, Array, tuple[Array, Array]]:
+        """Evaluates new tokens against context K/V segments (the primitive of prefix-shared search).
+
+        Args:
+          tokens: [B, T] int32 new tokens.
+          positions: [B, T] int32 their positions.
+          context: sequence of segments ``(k [Lyr,B,S,H,Dh], v [Lyr,B,S,H,Dh], mask [B,S] bool)``; the new
+            tokens attend to every context slot whose mask is True, and causally to each other.
+
+        Returns:
+          ``(logits [B,T,A], values [B,T], (k, v))`` with the new tokens' own K/V, each ``[Lyr,B,T,H,Dh]``
+          (usable as a later context segment).
+        """
+        tokens = jnp.asarray(tokens, jnp.int32)
+        self._check_tokens(tokens)
+        positions = self._default_positions(tokens, positions)
+        c = self.config
+        want = (c.num_layers, tokens.shape[0], None, c.num_heads, c.head_dim)
+        segs = []
+        for i, seg in enumerate(context):
+            if len(seg) != 3:
+                raise ValueError(f"context[{i}]: expected a (k, v, mask) triple, got {len(seg)} items")
+            k, v, m = seg
+            ok = k.ndim == 5 and all(w is None or w == s for w, s in zip(want, k.shape, strict=True))
+            if not ok or v.shape != k.shape or jnp.shape(m) != (k.shape[1], k.shape[2]):
+                raise ValueError(
+                    f"context[{i}]: expected k, v of shape [Lyr={c.num_layers}, B={tokens.shape[0]}, S, "
+                    f"H={c.num_heads}, Dh={c.head_dim}] and mask [B, S]; got k {k.shape}, v {v.shape}, "
+                    f"mask {jnp.shape(m)}"
+                )
+            segs.append((k, v, jnp.asarray(m, bool)))
+        logits, value_logits, k, v = self._net.apply({"params": params}, tokens, positions, None, tuple(segs))
+        logits, values = self._heads(logits, value_logits)
+        return logits, values, (k, v)
+
+    def init_cache(self, batch_size: int) -> KVCache:
+        """An empty cache of ``config.max_length`` slots."""
+        c = self.config
+        shape = (c.num_layers, batch_size, c.max_length, c.num_heads, c.head_dim)
+        zeros = jnp.zeros(shape, jnp.dtype(c.dtype))
+        return KVCache(k=zeros, v=zeros, lengths=jnp.zeros((batch_size,), jnp.int32))
+
+    def prefill(self, params: Params, tokens: Array, lengths: Array) -> tuple[Array, Array, KVCache]:
+        """Encodes right-padded prompts and returns a cache sized ``config.max_length``.
+
+        Args:
+          tokens: [B, T] int32, row ``b`` valid in ``[0, lengths[b])`` (the rest is padding, which
+            causality keeps out of the valid positions).
+          lengths: [B] int32.
+
+        Returns:
+          ``(logits [B,T,A], values [B,T], cache)``; the prediction for the next token of row ``b`` is
+          at ``logits[b, lengths[b] - 1]``. Cache slots ``>= lengths[b]`` hold padding K/V that
+          :meth:`decode` never reads (it attends to slots ``< position``) and overwrites.
+        """
+        tokens = jnp.asarray(tokens, jnp.int32)
+        self._check_tokens(tokens)
+        lengths = jnp.asarray(lengths, jnp.int32)
+        if lengths.shape != tokens.shape[:1]:
+            raise ValueError(f"lengths: expected shape {tokens.shape[:1]}, got {lengths.shape}")
+        logits, values, (k, v) = self.extend(params, tokens, None)
+        pad = [(0, 0), (0, 0), (0, self.config.max_length - tokens.shape[1]), (0, 0), (0, 0)]
+        cache = KVCache(k=jnp.pad(k, pad), v=jnp.pad(v, pad), lengths=lengths)
+        return logits, values, cache
+
+    def decode(self, params: Params, cache: KVCache, tokens: Array, positions: Array) -> tuple[Array, Array, KVCache]:
+        """One token per row at its own position.
+
+        Args:
+          cache: a :class:`KVCache` whose slots ``< positions[b]`` hold row ``b``'s earlier tokens.
+          tokens: [B] int32.
+          positions: [B] int32 (< max_length; a write past the end is dropped).
+
+        Returns:
+          ``(logits [B,A], values [B], cache)``: the token's K/V written at ``positions``, and
+          ``lengths = positions + 1``. Attends to slots ``[0, position]`` of its row.
+        """
+        tokens = jnp.asarray(tokens, jnp.int32)
+        positions = jnp.asarray(positions, jnp.int32)
+        if tokens.ndim != 1 or positions.shape != tokens.shape or cache.k.shape[1] != tokens.shape[0]:
+            raise ValueError(
+                f"decode: expected tokens [B] and positions [B] with B = cache batch {cache.k.shape[1]}; "
+                f"got tokens {tokens.shape}, positions {positions.shape}"
+            )
+        logits, values, (k, v) = self.extend(params, tokens[:, None], positions[:, None], (cache.segment(positions),))
+        rows = jnp.arange(tokens.shape[0])
+        cache = KVCache(
+            k=cache.k.at[:, rows, positions].set(k[:, :, 0].astype(cache.k.dtype)),
+            v=cache.v.at[:, rows, positions].set(v[:, :, 0].astype(cache.v.dtype)),
+            lengths=positions + 1,
+        )
+        return logits[:, 0], values[:, 0], cache

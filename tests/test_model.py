@@ -1,0 +1,216 @@
+"""Policy-value transformer: config checks, shapes, causality, KV cache == full forward, extend, axes."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrl_reason as jr
+from jaxrl_reason.models import two_hot, value_bins
+
+A, V, L = 12, 16, 24
+CFG = jr.TransformerConfig(num_actions=A, vocab_size=V, max_length=L, d_model=32, num_heads=4, num_layers=2, mlp_dim=64)
+TOL = 1e-5
+
+
+@functools.cache
+def _setup(value_head="scalar"):
+    model = jr.PolicyValueTransformer(dataclasses.replace(CFG, value_head=value_head))
+    params = model.init(jax.random.key(0))
+    # Random (not small) heads, so that a wrong mask or position shows up in the outputs.
+    params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(x.size), x.shape), params)
+    return model, params
+
+
+def _tokens(b, t, seed=1):
+    return jax.random.randint(jax.random.key(seed), (b, t), 0, V, jnp.int32)
+
+
+@functools.cache
+def _jitted(model):
+    return (
+        jax.jit(model.apply, static_argnames="return_value_logits"),
+        jax.jit(model.prefill),
+        jax.jit(model.decode),
+        jax.jit(model.extend),
+    )
+
+
+# -- config -------------------------------------------------------------------------------------------
+def test_config_validation_errors_are_clear():
+    with pytest.raises(ValueError, match="d_model divisible by num_heads"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, d_model=30, num_heads=4)
+    with pytest.raises(ValueError, match="vocab_size >= num_actions"):
+        jr.TransformerConfig(num_actions=9, vocab_size=8)
+    with pytest.raises(ValueError, match="even head_dim"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, d_model=12, num_heads=4)
+    with pytest.raises(ValueError, match="value_head in"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, value_head="mse")
+    with pytest.raises(ValueError, match="dtype in"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, dtype="int8")
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        jr.TransformerConfig.preset("huge", num_actions=4, vocab_size=8)
+    with pytest.raises(ValueError, match="needs"):
+        jr.TransformerConfig.preset("tiny")
+
+
+def test_presets_and_for_env():
+    spec = jr.EnvSpec("x-v0", num_actions=30, vocab_size=40, max_length=64, max_prompt_length=20)
+    cfg = jr.TransformerConfig.for_env(spec)
+    assert (cfg.num_actions, cfg.vocab_size, cfg.max_length) == (30, 40, 64)
+    n_tiny = jr.PolicyValueTransformer(cfg).num_params()
+    assert 0.35e6 < n_tiny < 0.45e6, n_tiny
+    n_small = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(spec, "small")).num_params()
+    n_base = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(spec, "base", num_layers=4)).num_params()
+    assert n_tiny < n_small < n_base
+    assert jr.TransformerConfig.for_env(spec, d_model=64).d_model == 64
+    # hashable: usable as a static argument
+    assert hash(jr.PolicyValueTransformer(cfg)) == hash(jr.PolicyValueTransformer(cfg))
+
+
+# -- forward ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value_head", ["scalar", "categorical"])
+def test_shapes_dtypes_and_value_heads(value_head):
+    model, params = _setup(value_head)
+    apply = _jitted(model)[0]
+    logits, values, value_logits = apply(params, _tokens(3, 7), return_value_logits=True)
+    assert logits.shape == (3, 7, A) and logits.dtype == jnp.float32
+    assert values.shape == (3, 7) and values.dtype == jnp.float32
+    assert bool(jnp.all(jnp.abs(values) <= 1.0)) and float(jnp.std(values)) > 0
+    if value_head == "categorical":
+        assert value_logits.shape == (3, 7, CFG.num_value_bins)
+        np.testing.assert_allclose(jax.nn.softmax(value_logits) @ value_bins(CFG.num_value_bins), values, atol=1e-6)
+    else:
+        np.testing.assert_allclose(jnp.tanh(value_logits), values, atol=1e-6)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+
+
+def test_two_hot_expectation_is_the_value():
+    z = jnp.array([-1.0, -0.33, 0.0, 0.5, 0.999, 1.0, 2.0])
+    probs = two_hot(z, 5)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(probs @ value_bins(5), jnp.clip(z, -1, 1), atol=1e-6)
+    np.testing.assert_allclose(probs[3], [0, 0, 0, 1, 0], atol=1e-6)  # 0.5 is a bin centre
+
+
+def test_causality_later_tokens_never_change_earlier_outputs():
+    model, params = _setup()
+    apply = _jitted(model)[0]
+    tokens = _tokens(2, 10)
+    changed = tokens.at[:, 6:].set((tokens[:, 6:] + 3) % V)
+    (l1, v1), (l2, v2) = apply(params, tokens), apply(params, changed)
+    np.testing.assert_array_equal(l1[:, :6], l2[:, :6])
+    np.testing.assert_array_equal(v1[:, :6], v2[:, :6])
+    assert float(jnp.abs(l1[:, 6:] - l2[:, 6:]).max()) > 1e-3  # and the later ones do change
+
+
+def test_left_padding_with_positions_and_mask_equals_unpadded():
+    model, params = _setup()
+    apply = _jitted(model)[0]
+    tokens = _tokens(1, 6)
+    pad = 3
+    padded = jnp.concatenate([jnp.zeros((1, pad), jnp.int32), tokens], axis=1)
+    positions = jnp.maximum(jnp.arange(6 + pad) - pad, 0)[None]
+    mask = (jnp.arange(6 + pad) >= pad)[None]
+    l_ref, v_ref = apply(params, tokens)
+    l_pad, v_pad = apply(params, padded, positions=positions, mask=mask)
+    np.testing.assert_allclose(l_pad[:, pad:], l_ref, atol=TOL)
+    np.testing.assert_allclose(v_pad[:, pad:], v_ref, atol=TOL)
+
+
+# -- KV cache -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("value_head", ["scalar", "categorical"])
+def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes(value_head):
+    model, params = _setup(value_head)
+    apply, prefill, decode, _ = _jitted(model)
+    b, total = 3, 14
+    seq = _tokens(b, total, seed=2)
+    full_logits, full_values = apply(params, seq)
+    lengths = jnp.array([2, 5, 9], jnp.int32)
+    prompt_t = 9  # right-padded prompts, garbage after each row's length
+    prompts = jnp.where(jnp.arange(prompt_t)[None] < lengths[:, None], seq[:, :prompt_t], V - 1)
+    logits, values, cache = prefill(params, prompts, lengths)
+    assert cache.k.shape == (CFG.num_layers, b, L, CFG.num_heads, CFG.head_dim)
+    for r in range(b):
+        n = int(lengths[r])
+        np.testing.assert_allclose(logits[r, :n], full_logits[r, :n], atol=TOL)
+        np.testing.assert_allclose(values[r, :n], full_values[r, :n], atol=TOL)
+    pos = lengths
+    rows = jnp.arange(b)
+    for _ in range(total - 2):
+        p = jnp.minimum(pos, total - 1)  # rows that reached the end re-decode their last token
+        step_logits, step_values, cache = decode(params, cache, seq[rows, p], p)
+        np.testing.assert_allclose(step_logits, full_logits[rows, p], atol=TOL)
+        np.testing.assert_allclose(step_values, full_values[rows, p], atol=TOL)
+        np.testing.assert_array_equal(cache.lengths, p + 1)
+        pos = pos + 1
+
+
+def test_extend_with_prefix_and_path_segments_equals_full_forward():
+    model, params = _setup()
+    apply, prefill, _, extend = _jitted(model)
+    b, total = 2, 12
+    seq = _tokens(b, total, seed=3)
+    full_logits, full_values = apply(params, seq)
+    # prefix: rows of different lengths, junk after each; the cache is sized max_length
+    lengths = jnp.array([3, 5], jnp.int32)
+    _, _, cache = prefill(params, jnp.where(jnp.arange(5)[None] < lengths[:, None], seq[:, :5], 0), lengths)
+    cache = cache.replace(k=cache.k.at[:, :, 5:].set(7.0), v=cache.v.at[:, :, 5:].set(-7.0))  # masked junk
+    # path: two tokens after each row's prefix, computed as their own segment
+    rows = jnp.arange(b)[:, None]
+    path_pos = lengths[:, None] + jnp.arange(2)[None]
+    _, _, (pk, pv) = extend(params, seq[rows, path_pos], path_pos, (cache.segment(),))
+    path_seg = (pk, pv, jnp.ones((b, 2), bool))
+    # new tokens attend to prefix + path + causally to each other
+    new_pos = lengths[:, None] + 2 + jnp.arange(3)[None]
+    logits, values, (nk, nv) = extend(params, seq[rows, new_pos], new_pos, (cache.segment(), path_seg))
+    assert nk.shape == (CFG.num_layers, b, 3, CFG.num_heads, CFG.head_dim) and nv.shape == nk.shape
+    np.testing.assert_allclose(logits, full_logits[rows, new_pos], atol=TOL)
+    np.testing.assert_allclose(values, full_values[rows, new_pos], atol=TOL)
+    # a masked-out path segment is the same as no path segment only if the mask really hides it
+    hidden = (pk, pv, jnp.zeros((b, 2), bool))
+    l_hidden, _, _ = extend(params, seq[rows, new_pos], new_pos, (cache.segment(), hidden))
+    assert float(jnp.abs(l_hidden - logits).max()) > 1e-4
+
+
+def test_bad_inputs_raise_value_errors():
+    model, params = _setup()
+    with pytest.raises(ValueError, match=r"expected shape \[B, T\]"):
+        model.apply(params, jnp.zeros((5,), jnp.int32))
+    with pytest.raises(ValueError, match="T <= max_length"):
+        model.apply(params, jnp.zeros((1, L + 1), jnp.int32))
+    with pytest.raises(ValueError, match="positions: expected shape"):
+        model.apply(params, jnp.zeros((2, 3), jnp.int32), positions=jnp.zeros((3,), jnp.int32))
+    k = jnp.zeros((CFG.num_layers, 2, 4, CFG.num_heads, CFG.head_dim + 2))
+    with pytest.raises(ValueError, match=r"context\[0\]: expected k, v"):
+        model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [(k, k, jnp.ones((2, 4)))])
+    with pytest.raises(ValueError, match="lengths: expected shape"):
+        model.prefill(params, jnp.zeros((2, 3), jnp.int32), jnp.zeros((3,), jnp.int32))
+    with pytest.raises(ValueError, match="expected a TransformerConfig"):
+        jr.PolicyValueTransformer({"d_model": 3})
+
+
+# -- sharding metadata --------------------------------------------------------------------------------
+def test_every_param_has_logical_axes_of_matching_rank():
+    model, params = _setup()
+    axes = model.logical_axes()
+    assert jax.tree.structure(params) == jax.tree.structure(axes, is_leaf=lambda x: isinstance(x, jax.P))
+    names = set()
+    for p, spec in zip(jax.tree.leaves(params), jax.tree.leaves(axes, is_leaf=lambda x: isinstance(x, jax.P)),
+                       strict=True):  # fmt: skip
+        assert isinstance(spec, jax.P) and len(spec) == p.ndim
+        names.update(n for n in spec if n is not None)
+    assert names == {"vocab", "embed", "heads", "kv", "mlp"}
+    # the axes shard the params over a real mesh (embed -> 'model' on 2 devices)
+    mesh = jax.make_mesh((4, 2), ("data", "model"))
+    rules = {"embed": "model"}
+    shardings = jax.tree.map(
+        lambda s: jax.NamedSharding(mesh, jax.P(*(rules.get(n) for n in s))),
+        axes,
+        is_leaf=lambda x: isinstance(x, jax.P),
+    )
+    sharded = jax.device_put(params, shardings)
+    assert sharded["embed"].sharding.shard_shape(sharded["embed"].shape) == (V, CFG.d_model // 2)

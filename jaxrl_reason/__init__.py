@@ -18,6 +18,7 @@ from jaxrl_reason.envs import (
     registered_envs,
 )
 from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
+from jaxrl_reason.search import mcts_policy
 from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "TransformerConfig",
     "api_test",
     "make",
+    "mcts_policy",
     "register",
     "register_family",
     "registered_envs",

@@ -24,7 +24,7 @@ def selfplay(
     num_simulations: int,
     top_k: int = 16,
     algorithm: str = "gumbel",
-    max_depth: int | None = None,
+    max_depth: int = 8,
     temperature: float = 1.0,
     num_steps: int | None = None,
 ) -> Trajectory:

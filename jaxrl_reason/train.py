@@ -125,7 +125,7 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = {**metrics, "grad_norm": optax.global_norm(grads), "param_norm": optax.global_norm(params)}
+        metrics = {**metrics, "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(params)}
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def sft_update(state: TrainState, batch):

@@ -14,6 +14,7 @@ def config_file(tmp_path):
         "def get_config():\n"
         "    c = base_config()\n"
         "    c.total_steps = 10\n"
+        "    c.sft.steps = 5\n"
         "    c.env_kwargs.num_digits = 2\n"
         "    return c\n"
     )

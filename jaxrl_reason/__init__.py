@@ -7,8 +7,12 @@ Everything users need is importable from here::
 """
 
 from jaxrl_reason.envs import (
+    ASCII_TOKENIZER,
     DEFAULT_TOKENIZER,
+    ConnectFour,
+    HostVerifiedTask,
     ReasoningTask,
+    TicTacToe,
     TokenEnv,
     Tokenizer,
     api_test,
@@ -22,11 +26,15 @@ from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASCII_TOKENIZER",
+    "ConnectFour",
     "DEFAULT_TOKENIZER",
     "EnvSpec",
     "EnvState",
+    "HostVerifiedTask",
     "ReasoningTask",
     "SearchOutput",
+    "TicTacToe",
     "TokenEnv",
     "Tokenizer",
     "Trajectory",

@@ -90,11 +90,15 @@ def make_rg_env(
         raise ValueError(f"expected 'rg/<dataset>-v0' (e.g. 'rg/countdown-v0'), got 'rg/{rest}'")
     name = m["name"]
     rg = _import_reasoning_gym()
+    known = sorted(getattr(rg.factory, "DATASETS", {}))
+    if known and name not in known:
+        raise ValueError(f"reasoning-gym dataset {name!r} is not registered; available: {', '.join(known)}")
     try:
         dataset = rg.create_dataset(name, size=size, seed=seed, **dataset_kwargs)
-    except ValueError as e:
-        known = sorted(getattr(rg.factory, "DATASETS", {}))
-        raise ValueError(f"reasoning-gym dataset {name!r}: {e}; available: {', '.join(known)}") from None
+    except (TypeError, ValueError, AssertionError) as e:  # reasoning-gym checks its configs with asserts
+        raise ValueError(
+            f"reasoning-gym dataset {name!r} rejected size={size}, seed={seed}, config {dataset_kwargs}: {e}"
+        ) from None
     entries = [dataset[i] for i in range(len(dataset))]
     seen = set().union(*(set(e["question"]) | set(str(e["answer"])) for e in entries))
     extra = "".join(sorted(seen - set(ASCII_ALPHABET)))

@@ -107,6 +107,31 @@ def main():
         }
     res["host_bridge/callback_slowdown"] = round(times["host_callback"] / times["constant_reward"], 2)
 
+    # reasoning-gym countdown: long prompts (~380 tokens), the dataset's own scorer (sympy) at the end.
+    try:
+        rg_env = jr.make("rg/countdown-v0", size=256, seed=0)
+    except ImportError:
+        rg_env = None
+    if rg_env is not None:
+        steps = rg_env.max_response_length
+        best, compile_s = timed(rollout_fn(rg_env, batch, steps), key, repeats=args.repeats)
+        base = _NoCallback(
+            rg_env.problems,
+            rg_env.scorer,
+            tokenizer=rg_env.tokenizer,
+            max_response_length=steps,
+            prompt_key="question",
+        )
+        best0, _ = timed(rollout_fn(base, batch, steps), key, repeats=args.repeats)
+        res["host_bridge/rg_countdown"] = {
+            "batch": batch,
+            "steps": steps,
+            "prompt_tokens": rg_env.spec.max_prompt_length,
+            "env_steps_per_s": round(batch * steps / best),
+            "compile_s": round(compile_s, 2),
+            "callback_slowdown": round(best / best0, 2),
+        }
+
     t0 = time.perf_counter()
     mcts_move("connect_four", [], num_simulations=2000, seed=0)
     res["players/mcts_c4_sims_per_s"] = round(2000 / (time.perf_counter() - t0))

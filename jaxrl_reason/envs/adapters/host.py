@@ -166,26 +166,29 @@ class HostVerifiedTask(ReasoningTask):
         return self.tokenizer.decode(self._prompt_table[i, : self._prompt_lengths[i]])
 
     # -- reward -------------------------------------------------------------------------------------------
-    def _score_rows(self, idx, tokens, start, length, active) -> np.ndarray:
+    def _score_rows(self, idx, window, n, active) -> np.ndarray:
         """Host side of the callback; any leading batch shape (``vmap_method="broadcast_all"``)."""
-        idx, start, length, active = (np.asarray(x) for x in (idx, start, length, active))
-        tokens = np.asarray(tokens)
+        idx, n, active, window = (np.asarray(x) for x in (idx, n, active, window))
         out = np.zeros(idx.size, np.float32)
-        flat_tokens = tokens.reshape(-1, tokens.shape[-1])
-        for j, (i, s, n, a) in enumerate(zip(idx.ravel(), start.ravel(), length.ravel(), active.ravel(), strict=True)):
+        windows = window.reshape(-1, window.shape[-1])
+        for j, (i, m, a) in enumerate(zip(idx.ravel(), n.ravel(), active.ravel(), strict=True)):
             if a:
-                text = self.tokenizer.decode(flat_tokens[j, int(s) : int(n)]).split(self.tokenizer.eos, 1)[0]
+                text = self.tokenizer.decode(windows[j, : int(m)]).split(self.tokenizer.eos, 1)[0]
                 out[j] = self.scorer(self.problems[int(i)], text)
         return out.reshape(idx.shape)
 
     def _host_reward(self, problem: Array, tokens: Array, prompt_length: Array, length: Array, active: Array):
+        # Only the response window ([max_response_length] tokens) travels to the host, not the prompt.
+        size = self.max_response_length
+        padded = jnp.concatenate([tokens, jnp.full((size,), self.tokenizer.pad_id, tokens.dtype)])
+        window = jax.lax.dynamic_slice(padded, (prompt_length,), (size,))
+        n = jnp.clip(length - prompt_length, 0, size)
         return jax.pure_callback(
             self._score_rows,
             jax.ShapeDtypeStruct((), jnp.float32),
             problem,
-            tokens,
-            prompt_length,
-            length,
+            window,
+            n,
             active,
             vmap_method="broadcast_all",
         )

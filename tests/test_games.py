@@ -1,6 +1,7 @@
 """Tic-tac-toe and connect four as token MDPs: conformance, golden positions, and step-by-step
 equivalence with the slow pure-Python reference in bench/players.py."""
 
+import doctest
 import functools
 import itertools
 
@@ -11,7 +12,7 @@ import pytest
 
 import jaxrl_reason as jr
 from bench.players import PyBoardGame
-from jaxrl_reason.envs.games import CONNECT_FOUR, TIC_TAC_TOE, ConnectFour, TicTacToe
+from jaxrl_reason.envs.games import CONNECT_FOUR, TIC_TAC_TOE, ConnectFour, TicTacToe, connect_four, tic_tac_toe
 
 TTT, C4 = TicTacToe(), ConnectFour()
 # A full connect-four board without four in a row: column c, height h holds ((c // 2) + h) % 2.
@@ -123,6 +124,12 @@ def test_connect_four_full_column_is_illegal_and_loses():
     after = _jitted(C4)[1](lost, jnp.int32(3))  # frozen
     assert np.asarray(after.rewards).tolist() == [0.0, 0.0] and int(after.length) == 8
     assert "played an illegal move" in C4.render(lost)
+
+
+def test_render_examples_in_the_docstrings():
+    for module in (tic_tac_toe, connect_four):
+        result = doctest.testmod(module)
+        assert result.attempted == 3 and result.failed == 0
 
 
 # -- openings ------------------------------------------------------------------------------------------------

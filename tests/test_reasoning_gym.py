@@ -82,3 +82,20 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "reasoning_gym", None)  # what an absent package looks like to import
     with pytest.raises(ImportError, match=r"pip install jaxrl_reason\[reasoning\]"):
         _import_reasoning_gym()
+
+
+def test_answers_with_characters_outside_the_gold_answers_never_reach_the_scorer():
+    env = jr.make("rg/countdown-v0", size=8, seed=3)
+    scorer = env.scorer
+    calls = []
+    real = scorer.dataset.score_answer
+    scorer.dataset.score_answer = lambda **kw: calls.append(kw["answer"]) or real(**kw)
+    try:
+        entry = env.problem_to_dict(jnp.int32(0))
+        a = env.tokenizer.answer_marker
+        for evil in ("__import__('os').system('true')", "x.y", "exec(1)", "a"):
+            assert env.score_text(entry, a + evil) == 0.0
+        assert calls == []  # blocked before the third-party scorer (which runs sympy.parse_expr)
+        assert env.score_text(entry, a + entry["answer"]) == 1.0 and calls == [entry["answer"]]
+    finally:
+        scorer.dataset.score_answer = real

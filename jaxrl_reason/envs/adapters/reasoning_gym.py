@@ -6,10 +6,12 @@ Needs the optional extra ``reasoning`` (``pip install jaxrl_reason[reasoning]``)
 entry's ``question``; the reward is the dataset's own ``score_answer(answer=..., entry=...)`` on the
 text after the (single) answer marker of the response, computed on the host at the end of the episode.
 
-Caution: the scorer is reasoning-gym's code, run on model text. Some scorers parse answers with
-sympy (countdown uses ``sympy.parse_expr``, which evaluates Python); to keep model text harmless,
-restrict what the model may write with ``response_alphabet`` (e.g. ``"0123456789+-*/() "`` for
-countdown), which is the env's legal-action set.
+Safety: the scorer is reasoning-gym's code, run on model text, and some scorers parse answers with
+sympy (countdown uses ``sympy.parse_expr``, which evaluates Python). So an answer is passed to the
+scorer only if every character of it occurs in the dataset's own gold answers (plus digits and
+space); any other answer scores 0 without reaching the scorer. For countdown that is digits,
+``+-*/()`` and space: no names, quotes or attribute access ever reach ``parse_expr``. You can also
+restrict what the model may write at all with ``response_alphabet`` (the env's legal actions).
 """
 
 from __future__ import annotations
@@ -38,16 +40,27 @@ def _import_reasoning_gym():
 class ReasoningGymScorer:
     """``score(entry, response_text)``: the dataset's ``score_answer`` on the text after the marker.
 
-    Returns 0.0 when the response has no single answer marker or the dataset's scorer raises. Without
-    ``partial_credit`` the reward is 1.0 only when the dataset's score is exactly 1.0, else 0.0.
+    Returns 0.0 when the response has no single answer marker, when the answer holds a character
+    outside `allowed_chars` (it never reaches the dataset's scorer then), or when the scorer raises.
+    Without ``partial_credit`` the reward is 1.0 only when the dataset's score is exactly 1.0.
     """
 
-    def __init__(self, dataset: Any, tokenizer: Tokenizer, *, partial_credit: bool = False):
+    def __init__(
+        self,
+        dataset: Any,
+        tokenizer: Tokenizer,
+        *,
+        partial_credit: bool = False,
+        allowed_chars: frozenset[str] | None = None,
+    ):
         self.dataset, self.tokenizer, self.partial_credit = dataset, tokenizer, bool(partial_credit)
+        self.allowed_chars = allowed_chars
 
     def __call__(self, entry: dict, response_text: str) -> float:
         answer = extract_answer_text(response_text, self.tokenizer)
         if answer is None:
+            return 0.0
+        if self.allowed_chars is not None and not set(answer) <= self.allowed_chars:
             return 0.0
         try:
             score = float(self.dataset.score_answer(answer=answer, entry=entry))
@@ -106,9 +119,10 @@ def make_rg_env(
     if max_response_length is None:
         longest_answer = max(len(tokenizer.encode(str(e["answer"]))) for e in entries)
         max_response_length = max(64, longest_answer + 2)
+    answer_chars = frozenset().union(*(set(str(e["answer"])) for e in entries)) | frozenset("0123456789 ")
     return HostVerifiedTask(
         entries,
-        ReasoningGymScorer(dataset, tokenizer, partial_credit=partial_credit),
+        ReasoningGymScorer(dataset, tokenizer, partial_credit=partial_credit, allowed_chars=answer_chars),
         env_id=f"rg/{name}-v0",
         tokenizer=tokenizer,
         max_response_length=max_response_length,

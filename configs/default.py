@@ -1,6 +1,6 @@
 """The README's main job: 2-digit addition, SFT warm start then AlphaZero self-play, on a CPU.
 
-    python -m jaxrl_reason.train --config configs/default.py --workdir workdirs/default
+python -m jaxrl_reason.train --config configs/default.py --workdir workdirs/default
 """
 
 from jaxrl_reason.config import base_config

@@ -3,7 +3,7 @@
 
 import sys
 
-from jaxrl_reason.evaluate import main
+from jaxrl_reason.evaluation import main
 
 if __name__ == "__main__":
     sys.exit(main())

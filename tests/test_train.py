@@ -11,8 +11,8 @@ import pytest
 
 from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.config import base_config, validate
-from jaxrl_reason.evaluate import Agent, evaluate, heldout_problems
-from jaxrl_reason.train import KILL_AT_STEP_ENV, TrainingError, main, train
+from jaxrl_reason.evaluation import Agent, evaluate, heldout_problems
+from jaxrl_reason.training import KILL_AT_STEP_ENV, TrainingError, main, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

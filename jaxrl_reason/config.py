@@ -62,6 +62,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.selfplay.batch_size = 64  # episodes per update, drawn from the replay
     c.selfplay.replay_iterations = 4  # the replay keeps the last N iterations
     c.selfplay.value_weight = 1.0
+    # RL steps at the start that train only the value head (policy weight 0): the search's Q-values
+    # come from the value head, so its policy targets are noise until the value has learned outcomes.
+    c.selfplay.value_warmup_steps = 0
 
     c.eval = ml_collections.ConfigDict()
     c.eval.num_problems = 256  # held-out problems (disjoint from the SFT set)
@@ -221,6 +224,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"sft.steps must be in [0, total_steps={config.total_steps}], got {config.sft.steps}")
     if not config.optim.learning_rate > 0:
         raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
+    if config.selfplay.value_warmup_steps < 0:
+        raise ConfigError(f"selfplay.value_warmup_steps must be >= 0, got {config.selfplay.value_warmup_steps}")
     if config.selfplay.temperature < 0:
         raise ConfigError(f"selfplay.temperature must be >= 0, got {config.selfplay.temperature}")
 

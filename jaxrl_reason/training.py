@@ -120,6 +120,7 @@ class TrainFns:
 def make_train_fns(config, env, model, tx) -> TrainFns:
     """Builds the pure update functions of a run and jits them (state donated)."""
     sp = config.selfplay
+    policy_from = (config.sft.steps if is_reasoning_task(env) else 0) + sp.value_warmup_steps
 
     def apply_grads(state: TrainState, loss_fn):
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -183,6 +184,7 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
                 values,
                 traj,
                 value_weight=sp.value_weight,
+                policy_weight=(state.step >= policy_from).astype(jnp.float32),
                 value_logits=value_logits if categorical else None,
             )
 

@@ -72,3 +72,12 @@ def test_alphazero_categorical_value_loss_is_two_hot_cross_entropy():
     _, m = alphazero_loss(jnp.zeros((1, 6, 4)), jnp.zeros((1, 6)), traj, value_logits=value_logits)
     np.testing.assert_allclose(m["value_loss"], math.log(bins), rtol=1e-6)
     np.testing.assert_allclose(two_hot(jnp.array([1.0]), bins)[0, -1], 1.0)
+
+
+def test_value_warmup_weight_drops_the_policy_term():
+    pi = np.zeros((1, 2, 4), np.float32)
+    pi[..., 0] = 1.0
+    traj = _traj(np.array([[0, 0]]), np.ones((1, 2), bool), np.array([[1.0]]), pi)
+    loss, m = alphazero_loss(jnp.zeros((1, 6, 4)), jnp.zeros((1, 6)), traj, policy_weight=0.0)
+    np.testing.assert_allclose(m["policy_loss"], math.log(4), rtol=1e-6)  # still reported
+    np.testing.assert_allclose(loss, m["value_loss"], rtol=1e-6)  # but not optimized

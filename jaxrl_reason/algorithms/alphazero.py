@@ -30,6 +30,7 @@ def alphazero_loss(
     traj: Trajectory,
     *,
     value_weight: float = 1.0,
+    policy_weight: float | Array = 1.0,
     value_logits: Array | None = None,
 ) -> tuple[Array, dict]:
     """Expert-iteration loss of a full forward over ``traj.tokens``.
@@ -39,6 +40,7 @@ def alphazero_loss(
       values: [B, L] value predictions of the full forward.
       traj: self-play trajectories with ``policy [B, T, A]``.
       value_weight: weight of the value regression.
+      policy_weight: weight of the policy cross-entropy (0 during a value warm-up).
       value_logits: [B, L, bins] of a categorical value head: the value loss is then the
         cross-entropy to the two-hot encoding of z instead of the squared error.
     Returns:
@@ -60,7 +62,7 @@ def alphazero_loss(
         value_err = optax.softmax_cross_entropy(step_vlogits, two_hot(z, value_logits.shape[-1]))
     policy_loss = masked_mean(policy_ce, traj.valid)
     value_loss = masked_mean(value_err, traj.valid)
-    loss = policy_loss + value_weight * value_loss
+    loss = policy_weight * policy_loss + value_weight * value_loss
     return loss, {
         "loss": loss,
         "policy_loss": policy_loss,

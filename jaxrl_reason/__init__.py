@@ -18,13 +18,14 @@ from jaxrl_reason.envs import (
     registered_envs,
 )
 from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig
-from jaxrl_reason.search import mcts_policy
+from jaxrl_reason.search import DecodeResult, decode, mcts_policy
 from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_TOKENIZER",
+    "DecodeResult",
     "EnvSpec",
     "EnvState",
     "KVCache",
@@ -36,6 +37,7 @@ __all__ = [
     "Trajectory",
     "TransformerConfig",
     "api_test",
+    "decode",
     "make",
     "mcts_policy",
     "register",

@@ -17,7 +17,7 @@ from jaxrl_reason.envs import (
     register_family,
     registered_envs,
 )
-from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig
+from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
 from jaxrl_reason.search import DecodeResult, decode, mcts_policy
 from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 
@@ -43,4 +43,5 @@ __all__ = [
     "register",
     "register_family",
     "registered_envs",
+    "rollout",
 ]

@@ -16,17 +16,28 @@ CFG = jr.TransformerConfig(num_actions=A, vocab_size=V, max_length=L, d_model=32
 TOL = 1e-5
 
 
+def random_params(model, seed=0):
+    """Random params of the model's structure, drawn with numpy (no init compile; heads not near zero,
+    so that a wrong mask or position shows in the outputs)."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(model.init, jax.random.key(0))
+    return jax.tree.map(
+        lambda s: jnp.asarray(
+            rng.normal(0, 1 / np.sqrt(s.shape[0]), s.shape) if len(s.shape) > 1 else 1 + 0.3 * rng.normal(size=s.shape),
+            s.dtype,
+        ),
+        shapes,
+    )
+
+
 @functools.cache
 def _setup(value_head="scalar"):
     model = jr.PolicyValueTransformer(dataclasses.replace(CFG, value_head=value_head))
-    params = model.init(jax.random.key(0))
-    # Random (not small) heads, so that a wrong mask or position shows up in the outputs.
-    params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(jax.random.key(x.size), x.shape), params)
-    return model, params
+    return model, random_params(model)
 
 
 def _tokens(b, t, seed=1):
-    return jax.random.randint(jax.random.key(seed), (b, t), 0, V, jnp.int32)
+    return jnp.asarray(np.random.default_rng(seed).integers(0, V, (b, t)), jnp.int32)
 
 
 @functools.cache
@@ -76,12 +87,12 @@ def test_presets_and_for_env():
 def test_shapes_dtypes_and_value_heads(value_head):
     model, params = _setup(value_head)
     apply = _jitted(model)[0]
-    logits, values, value_logits = apply(params, _tokens(3, 7), return_value_logits=True)
-    assert logits.shape == (3, 7, A) and logits.dtype == jnp.float32
-    assert values.shape == (3, 7) and values.dtype == jnp.float32
+    logits, values, value_logits = apply(params, _tokens(3, 14), return_value_logits=True)
+    assert logits.shape == (3, 14, A) and logits.dtype == jnp.float32
+    assert values.shape == (3, 14) and values.dtype == jnp.float32
     assert bool(jnp.all(jnp.abs(values) <= 1.0)) and float(jnp.std(values)) > 0
     if value_head == "categorical":
-        assert value_logits.shape == (3, 7, CFG.num_value_bins)
+        assert value_logits.shape == (3, 14, CFG.num_value_bins)
         np.testing.assert_allclose(jax.nn.softmax(value_logits) @ value_bins(CFG.num_value_bins), values, atol=1e-6)
     else:
         np.testing.assert_allclose(jnp.tanh(value_logits), values, atol=1e-6)
@@ -99,7 +110,7 @@ def test_two_hot_expectation_is_the_value():
 def test_causality_later_tokens_never_change_earlier_outputs():
     model, params = _setup()
     apply = _jitted(model)[0]
-    tokens = _tokens(2, 10)
+    tokens = _tokens(3, 14)
     changed = tokens.at[:, 6:].set((tokens[:, 6:] + 3) % V)
     (l1, v1), (l2, v2) = apply(params, tokens), apply(params, changed)
     np.testing.assert_array_equal(l1[:, :6], l2[:, :6])
@@ -110,21 +121,20 @@ def test_causality_later_tokens_never_change_earlier_outputs():
 def test_left_padding_with_positions_and_mask_equals_unpadded():
     model, params = _setup()
     apply = _jitted(model)[0]
-    tokens = _tokens(1, 6)
-    pad = 3
-    padded = jnp.concatenate([jnp.zeros((1, pad), jnp.int32), tokens], axis=1)
-    positions = jnp.maximum(jnp.arange(6 + pad) - pad, 0)[None]
-    mask = (jnp.arange(6 + pad) >= pad)[None]
+    tokens = _tokens(3, 14)
+    pad = 8  # every row left-padded by 8 junk tokens: keep the first 6 real tokens
+    padded = jnp.concatenate([jnp.full((3, pad), V - 1, jnp.int32), tokens[:, :6]], axis=1)
+    positions = jnp.broadcast_to(jnp.maximum(jnp.arange(14) - pad, 0), (3, 14))
+    mask = jnp.broadcast_to(jnp.arange(14) >= pad, (3, 14))
     l_ref, v_ref = apply(params, tokens)
     l_pad, v_pad = apply(params, padded, positions=positions, mask=mask)
-    np.testing.assert_allclose(l_pad[:, pad:], l_ref, atol=TOL)
-    np.testing.assert_allclose(v_pad[:, pad:], v_ref, atol=TOL)
+    np.testing.assert_allclose(l_pad[:, pad:], l_ref[:, :6], atol=TOL)
+    np.testing.assert_allclose(v_pad[:, pad:], v_ref[:, :6], atol=TOL)
 
 
 # -- KV cache -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("value_head", ["scalar", "categorical"])
-def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes(value_head):
-    model, params = _setup(value_head)
+def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes():
+    model, params = _setup()
     apply, prefill, decode, _ = _jitted(model)
     b, total = 3, 14
     seq = _tokens(b, total, seed=2)
@@ -152,11 +162,11 @@ def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes(value_head
 def test_extend_with_prefix_and_path_segments_equals_full_forward():
     model, params = _setup()
     apply, prefill, _, extend = _jitted(model)
-    b, total = 2, 12
+    b, total = 3, 14
     seq = _tokens(b, total, seed=3)
     full_logits, full_values = apply(params, seq)
     # prefix: rows of different lengths, junk after each; the cache is sized max_length
-    lengths = jnp.array([3, 5], jnp.int32)
+    lengths = jnp.array([3, 5, 4], jnp.int32)
     _, _, cache = prefill(params, jnp.where(jnp.arange(5)[None] < lengths[:, None], seq[:, :5], 0), lengths)
     cache = cache.replace(k=cache.k.at[:, :, 5:].set(7.0), v=cache.v.at[:, :, 5:].set(-7.0))  # masked junk
     # path: two tokens after each row's prefix, computed as their own segment

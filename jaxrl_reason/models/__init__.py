@@ -1,5 +1,12 @@
 """The policy-value transformer, KV-cache sampling and FLOP accounting."""
 
+from jaxrl_reason.models.flops import (
+    decode_flops_per_token,
+    forward_flops,
+    forward_flops_per_token,
+    train_flops_per_token,
+)
+from jaxrl_reason.models.sampling import mask_logits, rollout, sample_action
 from jaxrl_reason.models.transformer import (
     KVCache,
     PolicyValueTransformer,
@@ -12,6 +19,13 @@ __all__ = [
     "KVCache",
     "PolicyValueTransformer",
     "TransformerConfig",
+    "decode_flops_per_token",
+    "forward_flops",
+    "forward_flops_per_token",
+    "mask_logits",
+    "rollout",
+    "sample_action",
+    "train_flops_per_token",
     "two_hot",
     "value_bins",
 ]

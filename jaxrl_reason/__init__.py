@@ -25,7 +25,7 @@ from jaxrl_reason.envs import (
 )
 from jaxrl_reason.evaluation import Agent, evaluate
 from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
-from jaxrl_reason.search import mcts_policy
+from jaxrl_reason.search import DecodeResult, decode, mcts_policy
 from jaxrl_reason.selfplay import selfplay
 from jaxrl_reason.training import TrainState, train
 from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "ConnectFour",
     "DEFAULT_TOKENIZER",
+    "DecodeResult",
     "EnvSpec",
     "EnvState",
     "HostVerifiedTask",
@@ -54,6 +55,7 @@ __all__ = [
     "TransformerConfig",
     "api_test",
     "base_config",
+    "decode",
     "evaluate",
     "load_config",
     "make",

@@ -21,6 +21,10 @@ class ToyConfig:
     vocab_size: int
     max_length: int
     d_model: int = 8
+    num_layers: int = 1  # the FLOP formula reads these
+    mlp_dim: int = 0
+    value_head: str = "scalar"
+    num_value_bins: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -315,3 +319,32 @@ def test_tic_tac_toe_takes_wins_and_blocks_losses_for_either_player():
     assert np.asarray(out.action).tolist() == [m for _, m in TTT_CASES]
     root_q = out.search_tree.qvalues(jnp.zeros((4,), jnp.int32))
     np.testing.assert_allclose(root_q[np.array([0, 2])].max(-1), 1.0)  # the winning moves are sure wins
+
+
+def test_real_transformer_prefix_sharing_matches_full_forward_on_tic_tac_toe():
+    env = jr.make("tic-tac-toe-v0")
+    model = jr.PolicyValueTransformer(
+        jr.TransformerConfig.for_env(env.spec, d_model=32, num_heads=2, num_layers=1, mlp_dim=64)
+    )
+    params = model.init(jax.random.key(0))
+    openings = [[], [4], [4, 0, 8]]
+    states = [env.init_from_problem(env.problem_from_dict({"moves": m})) for m in openings]
+    states = jax.tree.map(lambda *x: jnp.stack(x), *states)
+    res = {
+        ev: search(
+            model,
+            params,
+            env,
+            states,
+            jax.random.key(2),
+            top_k=4,
+            evaluation=ev,
+            num_simulations=12,
+            max_depth=4,
+            max_num_considered_actions=4,
+        )
+        for ev in ("full", "kv")
+    }
+    np.testing.assert_allclose(res["kv"].action_weights, res["full"].action_weights, atol=1e-4)
+    np.testing.assert_allclose(res["kv"].search_tree.node_values, res["full"].search_tree.node_values, atol=1e-4)
+    np.testing.assert_array_equal(res["kv"].search_tree.embeddings.slots, res["full"].search_tree.embeddings.slots)

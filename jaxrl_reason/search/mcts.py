@@ -101,18 +101,24 @@ def _last(x: Array, index: Array) -> Array:
     return jnp.take_along_axis(x, idx, axis=1)[:, 0]
 
 
-def encode_prefix(model, params: Params, states: EnvState):
-    """Encodes each row's prefix ``tokens[:length]`` once: the K/V segment shared by a whole search.
+def encode_prefix(model, params: Params, states: EnvState, cache=None):
+    """The K/V segment of each row's prefix ``tokens[:length]``, shared by a whole search.
+
+    Encodes the prefixes with one ``model.extend`` (no context), or reuses `cache` (a ``jr.KVCache``
+    whose first ``length`` slots hold the prefix, e.g. kept up to date by a decoding loop).
 
     Returns ``(segment, logits [B, A], value [B])``: ``segment = (k, v, mask)`` with k, v
-    ``[layers, B, L, H, Dh]`` and ``mask [B, L]`` True on the prefix; logits/value are the network's
+    ``[layers, B, S, H, Dh]`` and ``mask [B, S]`` True on the prefix; logits/value are the network's
     output at the last prefix token (the root's prior and value).
     """
     tokens, length = states.tokens, states.length
     batch, seq = tokens.shape
-    positions = jnp.broadcast_to(jnp.arange(seq, dtype=jnp.int32), (batch, seq))
-    _, _, (k, v) = model.extend(params, tokens, positions, context=())
-    idx = jnp.arange(seq)[None]
+    if cache is None:
+        positions = jnp.broadcast_to(jnp.arange(seq, dtype=jnp.int32), (batch, seq))
+        _, _, (k, v) = model.extend(params, tokens, positions, context=())  # logits unused: XLA drops them
+    else:
+        k, v = cache.k, cache.v
+    idx = jnp.arange(k.shape[2])[None]
     # The root's own output: its last token attends to the rest of the prefix (only [B, 1, A] logits).
     last = jnp.maximum(length - 1, 0)
     logits, values, _ = model.extend(
@@ -190,9 +196,10 @@ def mcts_policy(
     num_simulations: int,
     top_k: int = 16,
     algorithm: str = "gumbel",
-    max_depth: int = 8,
+    max_depth: int = 6,
     evaluation: str = "kv",
     store_states: bool | None = None,
+    cache: Any = None,
     max_num_considered_actions: int = 16,
     gumbel_scale: float = 1.0,
     dirichlet_fraction: float = 0.25,
@@ -217,6 +224,8 @@ def mcts_policy(
         path's D tokens per simulation) or "full" (whole sequence per simulation, no prefix sharing).
       store_states: keep each node's EnvState in the tree (True) or replay the path from the root
         (False); None picks True when a state takes at most ``STORE_STATE_MAX_BYTES`` per row.
+      cache: optional ``jr.KVCache`` [B] whose first ``states.length`` slots hold the prefixes' K/V (a
+        decoding loop keeps one); then the prefix is not re-encoded. Ignored by evaluation="full".
       The rest are passed to mctx (gumbel: ``max_num_considered_actions``, ``gumbel_scale``; muzero:
         ``dirichlet_*``, ``pb_c_*``, ``temperature``).
 
@@ -246,7 +255,7 @@ def mcts_policy(
         prefix = None
         logits, value = _evaluate_full(model, params, states)
     else:
-        prefix, logits, value = encode_prefix(model, params, states)
+        prefix, logits, value = encode_prefix(model, params, states, cache)
     slots, prior = _top_k_slots(logits.astype(jnp.float32), states.legal_action_mask, k)
     kv = None
     if evaluation == "kv":

@@ -10,7 +10,7 @@ def get_config():
     c = base_config()
     c.env_id = "addition-v0"
     c.env_kwargs.num_digits = 2
-    c.total_steps = 800
+    c.total_steps = 750
     c.sft.steps = 500
     c.sft.batch_size = 64
     c.sft.num_examples = 4096
@@ -22,7 +22,8 @@ def get_config():
     c.selfplay.max_depth = 4
     c.selfplay.updates_per_iteration = 4
     c.selfplay.batch_size = 64
-    c.selfplay.value_warmup_steps = 150
+    c.selfplay.value_warmup_steps = 100
+    c.selfplay.rescale_values = False
     c.eval.num_problems = 512
     c.eval.batch_size = 256
     c.checkpoint_every = 100

@@ -57,13 +57,14 @@ def base_config() -> ml_collections.ConfigDict:
     c.selfplay.top_k = 8
     c.selfplay.search = "gumbel"  # "gumbel" | "muzero"
     c.selfplay.max_depth = 8
+    c.selfplay.rescale_values = True  # min-max Q rescaling in the search (False for 0/1-reward tasks)
     c.selfplay.temperature = 1.0  # sampling temperature over the search policy (0 = argmax)
     c.selfplay.updates_per_iteration = 4
     c.selfplay.batch_size = 64  # episodes per update, drawn from the replay
     c.selfplay.replay_iterations = 4  # the replay keeps the last N iterations
     c.selfplay.value_weight = 1.0
-    # RL steps at the start that train only the value head (policy weight 0): the search's Q-values
-    # come from the value head, so its policy targets are noise until the value has learned outcomes.
+    # RL steps at the start that train only the value head (trunk frozen, policy weight 0): the search's
+    # Q-values come from the value head, so its policy targets are noise until it has learned outcomes.
     c.selfplay.value_warmup_steps = 0
 
     c.eval = ml_collections.ConfigDict()

@@ -26,6 +26,7 @@ def selfplay(
     algorithm: str = "gumbel",
     max_depth: int = 8,
     temperature: float = 1.0,
+    rescale_values: bool = True,
     num_steps: int | None = None,
 ) -> Trajectory:
     """Plays a batch of episodes to the end with a search at every step.
@@ -34,7 +35,8 @@ def selfplay(
       model, params: the policy-value network.
       env: a token env; `states` a batch ``[B]`` of its states.
       key: PRNG key (consumed).
-      num_simulations, top_k, algorithm, max_depth: passed to :func:`jaxrl_reason.mcts_policy`.
+      num_simulations, top_k, algorithm, max_depth, rescale_values: passed to
+        :func:`jaxrl_reason.mcts_policy`.
       temperature: 0 plays the argmax of π; otherwise the action is sampled from ``π^(1/temperature)``
         (with Gumbel search and temperature 1, the search's own Gumbel-selected action).
       num_steps: steps to play (default ``spec.max_response_length``, enough to end every episode).
@@ -57,6 +59,7 @@ def selfplay(
             top_k=top_k,
             algorithm=algorithm,
             max_depth=max_depth,
+            rescale_values=rescale_values,
         )
         weights = out.action_weights
         log_w = jnp.log(jnp.where(weights > 0, weights, 1e-30))

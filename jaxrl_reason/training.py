@@ -30,6 +30,7 @@ from jaxrl_reason.algorithms.sft import sft_loss
 from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.config import ConfigError, config_to_dict, load_config
 from jaxrl_reason.data import demonstration_set, run_problem_sets
+from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.metrics import MetricsWriter, plot_learning_curves
 from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig
@@ -38,6 +39,8 @@ from jaxrl_reason.types import Trajectory
 
 #: Fault injection for tests: SIGKILL the process right after the checkpoint of this step is on disk.
 KILL_AT_STEP_ENV = "JAXRL_REASON_KILL_AT_STEP"
+#: The value head's parameters (trained alone during the value warm-up).
+VALUE_HEAD_PARAMS = ("value_head", "value_bias")
 _REPLAY_FIELDS = ("tokens", "prompt_length", "actions", "players", "valid", "rewards", "policy")
 
 
@@ -151,6 +154,7 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
             algorithm=sp.search,
             max_depth=sp.max_depth,
             temperature=sp.temperature,
+            rescale_values=sp.rescale_values,
         )
         cap = _replay_capacity(config)
         idx = (state.replay_count + jnp.arange(sp.num_episodes)) % cap
@@ -176,7 +180,13 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
             **batch,
         )
 
+        warmup = state.step < policy_from
+
         def loss_fn(params):
+            if sp.value_warmup_steps:  # warm-up: gradients reach the value head only, the trunk is frozen
+                frozen = jax.tree.map(jax.lax.stop_gradient, params)
+                head_only = {**frozen, **{name: params[name] for name in VALUE_HEAD_PARAMS}}
+                params = tree_select(warmup, head_only, params)
             logits, values, value_logits = model.apply(params, traj.tokens, return_value_logits=True)
             categorical = model.config.value_head == "categorical"
             return alphazero_loss(
@@ -184,7 +194,7 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
                 values,
                 traj,
                 value_weight=sp.value_weight,
-                policy_weight=(state.step >= policy_from).astype(jnp.float32),
+                policy_weight=1.0 - warmup.astype(jnp.float32),
                 value_logits=value_logits if categorical else None,
             )
 

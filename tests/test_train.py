@@ -144,3 +144,29 @@ def test_resuming_with_a_different_env_is_refused(tmp_path):
     train(tiny_config(total_steps=2, sft__steps=2, checkpoint_every=2, eval_every=100), str(tmp_path), progress=False)
     with pytest.raises(ValueError, match="holds a run with env_kwargs"):
         train(tiny_config(total_steps=4, sft__steps=2, env_kwargs__num_digits=2), str(tmp_path), progress=False)
+
+
+def test_value_warmup_trains_only_the_value_head():
+    from jaxrl_reason.envs.registry import make
+    from jaxrl_reason.training import VALUE_HEAD_PARAMS, build_model, build_optimizer, init_state, make_train_fns
+
+    config = tiny_config(total_steps=4, sft__steps=0, selfplay__value_warmup_steps=2)
+    config.optim.weight_decay = 0.0  # decoupled weight decay would shrink frozen params too
+    env = make(config.env_id, **config.env_kwargs)
+    model = build_model(config, env)
+    tx = build_optimizer(config)
+    fns = make_train_fns(config, env, model, tx)
+    state, _ = fns.selfplay_iteration(init_state(config, env, model, tx))
+    before = jax.device_get(state.params)
+    assert set(VALUE_HEAD_PARAMS) <= set(before)
+    for _ in range(2):  # both inside the warm-up
+        state, _ = fns.rl_update(state)
+    after = jax.device_get(state.params)
+    for name in before:
+        changed = any(
+            not np.array_equal(a, b)
+            for a, b in zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name]), strict=True)
+        )
+        assert changed == (name in VALUE_HEAD_PARAMS), name
+    state, _ = fns.rl_update(state)  # after the warm-up the policy trains too
+    assert not np.array_equal(jax.device_get(state.params)["policy_head"], after["policy_head"])

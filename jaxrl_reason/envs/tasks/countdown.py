@@ -232,9 +232,10 @@ class Countdown(ReasoningTask):
         self._op_codes = np.zeros((tok.vocab_size,), np.int32)
         for code, c in enumerate(OPS, start=1):
             self._op_codes[tok.id_of(c)] = code
-        # Jitted once per env (inlined under an outer jit): eager calls (api_test, stepping a
-        # demonstration token by token) would otherwise re-trace and re-compile the scan every time.
+        # Scans jitted once per env (inlined under an outer jit): eager calls (api_test, stepping a
+        # demonstration token by token) would otherwise re-trace and re-compile them every time.
         self._evaluate_jit = jax.jit(self.evaluate)
+        self._sample_trees = jax.jit(jax.vmap(self._sample_tree, in_axes=(None, 0, 0, 0)))
 
     @property
     def max_prompt_length(self) -> int:
@@ -279,7 +280,7 @@ class Countdown(ReasoningTask):
                 (0, 2**20, (t, k - 1, 4)),
             ],
         )
-        numbers, targets = jax.vmap(self._sample_tree, in_axes=(None, 0, 0, 0))(count, numbers, pair_scores, op_scores)
+        numbers, targets = self._sample_trees(count, numbers, pair_scores, op_scores)
         # Prefer a target that is not one of the numbers and not 1 (else keep the last try).
         trivial = (targets <= 1) | jnp.any(numbers == targets[:, None], axis=1)
         pick = jnp.where(trivial.all(), t - 1, jnp.argmax(~trivial))

@@ -41,31 +41,34 @@ def bench_steps(env, batch: int, steps: int, repeats: int) -> dict:
         state = jax.vmap(env.init)(jax.random.split(key, batch))
 
         def body(carry, key):
-            state, ended = carry
+            state, ended, reward = carry
             k_act, k_reset = jax.random.split(key)
             logits = jnp.where(state.legal_action_mask, 0.0, -jnp.inf)
             actions = jax.random.categorical(k_act, logits).astype(jnp.int32)
             state = jax.vmap(env.step)(state, actions)
             ended = ended + state.done.sum()
+            reward = reward + state.rewards.sum()  # consumed, so XLA cannot drop the verifier as dead code
             fresh = jax.vmap(env.init)(jax.random.split(k_reset, batch))
             state = jax.tree.map(
                 lambda a, b: jnp.where(state.done.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), fresh, state
             )
-            return (state, ended), None
+            return (state, ended, reward), None
 
-        (state, ended), _ = jax.lax.scan(body, (state, jnp.int32(0)), jax.random.split(key, steps))
-        return ended
+        init = (state, jnp.int32(0), jnp.float32(0))
+        (state, ended, reward), _ = jax.lax.scan(body, init, jax.random.split(key, steps))
+        return ended, reward, state.tokens.sum()
 
     fn = jax.jit(rollout)
     t0 = time.perf_counter()
     jax.block_until_ready(fn(jax.random.PRNGKey(0)))
     compile_s = time.perf_counter() - t0
-    sec, ended = _timed(fn, jax.random.PRNGKey(1), repeats=repeats)
+    sec, (ended, reward, _) = _timed(fn, jax.random.PRNGKey(1), repeats=repeats)
     return {
         "batch": batch,
         "steps": steps,
         "steps_per_s": round(batch * steps / sec),
         "episodes_ended": int(ended),
+        "reward_sum": float(reward),
         "compile_s": round(compile_s, 2),
         "note": "each step includes the random action draw and an auto-reset init",
     }

@@ -26,6 +26,7 @@ decode = jax.jit(
         "n",
         "selection",
         "num_simulations",
+        "algorithm",
         "top_k",
         "max_depth",
         "beam_width",
@@ -47,9 +48,9 @@ def _repeat(tree, n):
 def test_greedy_matches_a_full_forward_loop_and_counts_compute():
     states = _echo_states([3, 7])
     res = decode(MODEL, PARAMS, ECHO, states, jax.random.key(0), method="greedy")
-    s = states
+    s, apply = states, jax.jit(MODEL.apply)
     for _ in range(ECHO.spec.max_length):  # reference: full forward every token, no cache
-        logits, _ = MODEL.apply(PARAMS, s.tokens)
+        logits, _ = apply(PARAMS, s.tokens)
         logits = logits[jnp.arange(2), s.length - 1]
         s = jax.vmap(ECHO.step)(s, jnp.argmax(jnp.where(s.legal_action_mask, logits, -jnp.inf), -1))
     np.testing.assert_array_equal(res.tokens, s.tokens)
@@ -58,7 +59,8 @@ def test_greedy_matches_a_full_forward_loop_and_counts_compute():
     c = MODEL.config
     per_token = c.num_layers * (8 * c.d_model**2 + 4 * c.d_model * c.mlp_dim) + 2 * c.d_model * (c.num_actions + 1)
     attention = c.num_layers * 4 * c.d_model
-    want = s.prompt_length * (per_token + attention * c.max_length) + (s.length - s.prompt_length) * (
+    # The prefill runs the whole L-token buffer; each decode step scores max_length + 1 slots.
+    want = c.max_length * (per_token + attention * c.max_length) + (s.length - s.prompt_length) * (
         per_token + attention * (c.max_length + 1)
     )
     np.testing.assert_allclose(res.flops, want, rtol=1e-6)
@@ -123,14 +125,14 @@ def test_majority_vote_compares_answers_as_token_arrays():
     np.testing.assert_array_equal(majority_scores(ECHO, final, 4, answer_id=tok.answer_id), [[2, 2, 1, -1]])
 
 
-def test_mcts_decoding_equals_a_search_per_token_without_the_cache():
+def test_mcts_decoding_with_shared_prefix_equals_full_forward_searches_per_token():
     states, key = _echo_states([2, 9, 4]), jax.random.key(1)
-    kw = dict(num_simulations=8, top_k=6, max_depth=3)
-    res = decode(MODEL, PARAMS, ECHO, states, key, method="mcts", **kw)
-    s, k = states, key  # reference: re-encode the prefix every token (no KV cache)
+    kw = dict(num_simulations=8, top_k=6, max_depth=3, algorithm="muzero")
+    res = decode(MODEL, PARAMS, ECHO, states, key, method="mcts", **kw)  # KV cache + one token per simulation
+    s, k = states, key  # reference: every simulation runs the whole sequence through model.apply
     while not bool(s.done.all()):
         k, sub = jax.random.split(k)
-        s = jax.vmap(ECHO.step)(s, search(MODEL, PARAMS, ECHO, s, sub, **kw).action)
+        s = jax.vmap(ECHO.step)(s, search(MODEL, PARAMS, ECHO, s, sub, evaluation="full", **kw).action)
     np.testing.assert_array_equal(res.tokens, s.tokens)
     np.testing.assert_array_equal(res.returns[:, 0], s.rewards[:, 0])
     np.testing.assert_array_equal(res.tokens_generated, (s.length - s.prompt_length) * 9)

@@ -233,7 +233,7 @@ def test_finds_the_best_action_and_never_expands_illegal_tokens():
     "algorithm,kw",
     [
         ("gumbel", dict(gumbel_scale=0.0)),
-        ("muzero", dict(dirichlet_fraction=0.0)),
+        pytest.param("muzero", dict(dirichlet_fraction=0.0), marks=pytest.mark.slow),
     ],
 )
 def test_top_k_with_k_equal_a_matches_dense_mctx(algorithm, kw):
@@ -253,24 +253,13 @@ def test_top_k_with_k_equal_a_matches_dense_mctx(algorithm, kw):
 def test_prefix_shared_evaluation_equals_full_prefix():
     env = CHAIN2
     params = TOY.init(jax.random.key(3))
-    states = _batch(env, 2)
-    # Start one row after a token so prefixes differ in length.
-    states = jax.tree.map(lambda a, b: jnp.stack([a[0], b[1]]), states, jax.vmap(env.step)(states, jnp.array([0, 2])))
+    states = _batch(env, 3)  # the shapes of the dense test's kv search: its compile is reused
+    # Start two rows one token in, so prefixes differ in length.
+    stepped = jax.vmap(env.step)(states, jnp.array([0, 0, 2]))
+    states = jax.tree.map(lambda a, b: jnp.stack([a[0], b[1], b[2]]), states, stepped)
+    common = dict(num_simulations=16, max_depth=3, algorithm="gumbel", gumbel_scale=0.0)
     res = {
-        ev: search(
-            TOY,
-            params,
-            env,
-            states,
-            jax.random.key(1),
-            top_k=4,
-            evaluation=ev,
-            num_simulations=16,
-            max_depth=3,
-            algorithm="muzero",
-            dirichlet_fraction=0.0,
-            **extra,
-        )
+        ev: search(TOY, params, env, states, jax.random.key(7), top_k=4, evaluation=ev, **common, **extra)
         for ev, extra in (("full", {}), ("window", {"store_states": False}), ("kv", {}))
     }
     for ev in ("window", "kv"):
@@ -321,6 +310,7 @@ def test_tic_tac_toe_takes_wins_and_blocks_losses_for_either_player():
     np.testing.assert_allclose(root_q[np.array([0, 2])].max(-1), 1.0)  # the winning moves are sure wins
 
 
+@pytest.mark.slow  # the same check runs by default through tests/test_decoding.py (MCTS decoding)
 def test_real_transformer_prefix_sharing_matches_full_forward_on_tic_tac_toe():
     env = jr.make("tic-tac-toe-v0")
     model = jr.PolicyValueTransformer(

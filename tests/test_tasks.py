@@ -177,6 +177,49 @@ def test_countdown_adversarial_and_golden():
     assert evaluate_text("1000", 3) is None and evaluate_text("(3", 2) is None
 
 
+def _random_expression(rng, numbers):
+    """A random infix expression over some of `numbers` (maybe repeated), with random parentheses."""
+    pool = [int(v) for v in rng.permutation(numbers)][: int(rng.integers(1, len(numbers) + 2))]
+    if rng.random() < 0.2:
+        pool.append(int(rng.choice(numbers)))
+    text = str(pool[0])
+    for v in pool[1:]:
+        op = str(rng.choice(list("+-*/")))
+        text = (
+            f"({text}){op}{v}" if rng.random() < 0.3 else (f"{v}{op}{text}" if rng.random() < 0.3 else f"{text}{op}{v}")
+        )
+    return text
+
+
+def test_countdown_jax_evaluator_matches_python_values():
+    env = env_of("countdown-v0")
+    rng = np.random.default_rng(0)
+    dicts, _ = sampled("countdown-v0")
+    probs = [dicts[int(rng.integers(len(dicts)))] for _ in range(256)]
+    texts = [_random_expression(rng, d["numbers"]) for d in probs]
+    size = env.max_response_length
+    answers = np.zeros((256, size), np.int32)
+    lengths = np.zeros((256,), np.int32)
+    for r, t in enumerate(texts):
+        ids = env.tokenizer.encode(t)[:size]
+        answers[r, : len(ids)], lengths[r] = ids, len(ids)
+        texts[r] = env.tokenizer.decode(ids)
+    batch = jax.tree.map(lambda *x: np.stack(x), *[env.problem_from_dict(d) for d in probs])
+    ok, value, used = jax.jit(jax.vmap(env.evaluate))(answers, lengths, batch["numbers"], batch["count"])
+    valid = 0
+    for r, (d, t) in enumerate(zip(probs, texts, strict=True)):
+        want = evaluate_text(t, 2)
+        multiset_ok = want is not None and sorted(want[1]) == sorted(d["numbers"])
+        if want is not None and len(want[1]) <= len(d["numbers"]) and set(want[1]) <= set(d["numbers"]):
+            valid += 1
+            assert bool(ok[r]) == all(want[1].count(v) <= d["numbers"].count(v) for v in want[1]), (d, t)
+            if ok[r]:
+                assert int(value[r]) == want[0] and bool(used[r]) == multiset_ok, (d, t)
+        elif want is None:
+            assert not ok[r], (d, t)
+    assert valid > 100
+
+
 def test_letter_count_adversarial_and_golden():
     env = env_of("letter-count-v0")
     p = {"word": "strawberry", "letter": "r"}

@@ -96,7 +96,8 @@ def _rollout(model, params, env, states, key, *, greedy: bool, temperature: floa
     max_len = model.config.max_length
     logits_all, _, cache = model.prefill(params, states.tokens, states.length)
     logits = _last(logits_all, jnp.maximum(states.length - 1, 0))
-    spent = states.length.astype(jnp.float32) * flops(states.tokens.shape[1])
+    seq = states.tokens.shape[1]  # prefill runs the whole buffer (padding included)
+    spent = jnp.full(states.length.shape, seq * flops(seq), jnp.float32)
     batch = states.length.shape[0]
     init = (states, cache, logits, jnp.zeros_like(states.rewards), jnp.zeros((batch,), jnp.int32), spent, key)
 
@@ -335,7 +336,8 @@ def _mcts(model, params, env, states, key, *, num_simulations: int = 32, **mcts_
     max_depth = int(mcts_kwargs.get("max_depth", 6))
     _, _, cache = model.prefill(params, states.tokens, states.length)
     batch = states.length.shape[0]
-    spent = states.length.astype(jnp.float32) * flops(states.tokens.shape[1])
+    seq = states.tokens.shape[1]  # prefill runs the whole buffer (padding included)
+    spent = jnp.full(states.length.shape, seq * flops(seq), jnp.float32)
     per_sim = {
         "kv": flops(max_len + max_depth + 1),
         "window": max_depth * flops(max_len + max_depth),

@@ -60,7 +60,7 @@ class _Shared:
 
     params: Params
     root_state: EnvState  # [B]
-    prefix: Any  # (k, v [layers, B, L, H, Dh], mask [B, L]) or None for evaluation="full"
+    prefix: Any  # (k [layers, B, H, Dh, S], v [layers, B, H, S, Dh], mask [B, S]) or None for "full"
     root_length: Array  # [B] int32
 
 
@@ -144,6 +144,12 @@ def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evalu
 
     def recurrent_fn(shared: _Shared, key, action, emb: NodeEmbedding):
         del key
+        prefix = None
+        if shared.prefix is not None:
+            # Stored as attention reads it (k [layers,B,H,Dh,S], v [layers,B,H,S,Dh]) and transposed back
+            # here: XLA's CPU dots otherwise copy (transpose) the whole loop-invariant prefix every simulation.
+            pk, pv, pm = shared.prefix
+            prefix = (jnp.transpose(pk, (0, 1, 4, 2, 3)), jnp.swapaxes(pv, 2, 3), pm)
         batch = action.shape[0]
         token = jnp.take_along_axis(emb.slots, action[:, None], axis=1)[:, 0]
         # An invalid slot can only be reached if every prior underflows; play the top token instead.
@@ -160,7 +166,7 @@ def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evalu
             logits, value = _evaluate_full(model, shared.params, child)
         elif evaluation == "window":
             positions = jnp.minimum(shared.root_length[:, None] + jnp.arange(max_depth), max_pos)
-            logits, values, _ = model.extend(shared.params, path, positions, context=(shared.prefix,))
+            logits, values, _ = model.extend(shared.params, path, positions, context=(prefix,))
             logits, value = _last(logits, depth - 1), _last(values, depth - 1)
         else:  # "kv": one new token attends to the prefix and to the parent's path K/V
             pk, pv = emb.kv  # [B, layers, D, H, Dh]
@@ -171,7 +177,7 @@ def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evalu
             )
             positions = jnp.minimum(shared.root_length + emb.depth, max_pos)[:, None]
             logits, values, (nk, nv) = model.extend(
-                shared.params, token[:, None], positions, context=(shared.prefix, path_seg)
+                shared.params, token[:, None], positions, context=(prefix, path_seg)
             )
             logits, value = logits[:, 0], values[:, 0]
             kv = (
@@ -282,6 +288,8 @@ def mcts_policy(
         value=jnp.where(states.done, 0.0, value.astype(jnp.float32)),
         embedding=embedding,
     )
+    if prefix is not None:
+        prefix = (jnp.transpose(prefix[0], (0, 1, 3, 4, 2)), jnp.swapaxes(prefix[1], 2, 3), prefix[2])
     shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
     recurrent_fn = make_recurrent_fn(
         model, env, top_k=k, max_depth=depth_bound, evaluation=evaluation, store_states=store_states

@@ -37,7 +37,6 @@ MAX_NUMBERS = 6
 OPS = "+-*/()"
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 _NUM_TRIES = 4  # candidate trees per problem; the first whose target is not trivial is kept
-_BIG = np.int32(2**30)  # sorts after every literal
 
 
 class _Invalid(Exception):
@@ -183,18 +182,20 @@ def _render_expr(node) -> str:
 
 
 class _Parse(NamedTuple):
-    vals: Array  # [S] int32 operand stack
-    nv: Array
-    ops: Array  # [S] int32 operator stack (codes 1..4 = + - * /, 5 = "(")
-    no: Array
-    lits: Array  # [S] int32 literals seen
-    nl: Array
+    total: Array  # the current parenthesis level's frame: sum so far,
+    term: Array  # product/quotient so far,
+    addop: Array  # pending + (1) or - (2), 0 before the first one,
+    mulop: Array  # pending * (3) or / (4), 0 when the next factor starts a new term
+    stack: Array  # [S, 4] int32 frames of the enclosing levels
+    depth: Array
+    used: Array  # [K] bool: numbers consumed by literals
     expect: Array  # an operand (number or "(") must come next
     in_num: Array
     num: Array
     num_len: Array
     lead0: Array
     err: Array
+    value: Array  # the result, set at the end
 
 
 class Countdown(ReasoningTask):
@@ -232,9 +233,10 @@ class Countdown(ReasoningTask):
         self._op_codes = np.zeros((tok.vocab_size,), np.int32)
         for code, c in enumerate(OPS, start=1):
             self._op_codes[tok.id_of(c)] = code
-        # Jitted once per env (inlined under an outer jit): eager calls (api_test, stepping a
-        # demonstration token by token) would otherwise re-trace and re-compile the scan every time.
+        # Scans jitted once per env (inlined under an outer jit): eager calls (api_test, stepping a
+        # demonstration token by token) would otherwise re-trace and re-compile them every time.
         self._evaluate_jit = jax.jit(self.evaluate)
+        self._sample_trees = jax.jit(jax.vmap(self._sample_tree, in_axes=(None, 0, 0, 0)))
 
     @property
     def max_prompt_length(self) -> int:
@@ -279,7 +281,7 @@ class Countdown(ReasoningTask):
                 (0, 2**20, (t, k - 1, 4)),
             ],
         )
-        numbers, targets = jax.vmap(self._sample_tree, in_axes=(None, 0, 0, 0))(count, numbers, pair_scores, op_scores)
+        numbers, targets = self._sample_trees(count, numbers, pair_scores, op_scores)
         # Prefer a target that is not one of the numbers and not 1 (else keep the last try).
         trivial = (targets <= 1) | jnp.any(numbers == targets[:, None], axis=1)
         pick = jnp.where(trivial.all(), t - 1, jnp.argmax(~trivial))
@@ -298,44 +300,52 @@ class Countdown(ReasoningTask):
         return ",".join(map(str, problem_dict["numbers"])) + f":{problem_dict['target']}"
 
     # -- verification -------------------------------------------------------------------------------
-    def evaluate(self, answer: Array, answer_length: Array) -> tuple[Array, Array, Array, Array]:
+    def evaluate(self, answer: Array, answer_length: Array, numbers: Array, count: Array):
         """Parses and evaluates the infix expression ``answer[:answer_length]`` (pure JAX).
 
-        A shunting-yard pass (one ``lax.scan`` step per token, fixed-size stacks; at most two
-        operators are reduced per token because precedence has two levels).
+        One ``lax.scan`` step per token. The parser keeps, per parenthesis level, a frame
+        ``(sum, term, pending +/-, pending * or /)`` exactly as a recursive-descent parser would
+        (``expr := term (+|- term)*``, ``term := factor (*|/ factor)*``), so it performs the same
+        binary operations in the same order; frames of enclosing levels wait on a ``[S, 4]`` stack.
+        Each literal consumes an equal, unused entry of ``numbers[:count]``.
 
-        Returns ``(ok [] bool, value [] int32, literals [S] int32, num_literals [] int32)``;
-        ``literals`` is padded with a large sentinel. Python twin: :func:`evaluate_text`.
+        Returns ``(ok [] bool, value [] int32, all_used [] bool)``: ``ok`` is False on a syntax or
+        literal error, an inexact division, division by zero, an intermediate beyond VALUE_BOUND, or a
+        literal matching no unused number. Python twin: :func:`evaluate_text`.
         """
         size = answer.shape[0]
-        s = size + 2
+        s = size + 1
+        k = numbers.shape[0]
         digit_table = jnp.asarray(_text.digit_values(self.tokenizer))
         op_table = jnp.asarray(self._op_codes)
-        prec = jnp.asarray([0, 1, 1, 2, 2, 0], jnp.int32)
         end_code = 7
         max_digits = self._dn
+        live = jnp.arange(k) < count
 
         def binop(code, a, b):
-            b_abs = jnp.abs(b)
-            mul_ok = (b == 0) | (jnp.abs(a) <= VALUE_BOUND // jnp.maximum(b_abs, 1))
+            """code 1..4 = + - * /; returns (result, bad). Overflow-free: checks before multiplying."""
+            mul_ok = (b == 0) | (jnp.abs(a) <= VALUE_BOUND // jnp.maximum(jnp.abs(b), 1))
             b_safe = jnp.where(b == 0, 1, b)
             q = a // b_safe
             div_ok = (b != 0) & (q * b_safe == a)
-            r = jnp.select([code == 1, code == 2, code == 3], [a + b, a - b, a * b], q)
-            bad = ((code == 3) & ~mul_ok) | ((code == 4) & ~div_ok)
-            bad = bad | (jnp.abs(jnp.where(bad, 0, r)) > VALUE_BOUND)
+            r = jnp.select([code == 1, code == 2, code == 3], [a + b, a - b, jnp.where(mul_ok, a * b, 0)], q)
+            bad = ((code == 3) & ~mul_ok) | ((code == 4) & ~div_ok) | (jnp.abs(r) > VALUE_BOUND)
             return r, bad
 
-        def reduce_top(st: _Parse, min_prec) -> _Parse:
-            top = st.ops[jnp.maximum(st.no - 1, 0)]
-            do = (st.no > 0) & (top >= 1) & (top <= 4) & (prec[jnp.clip(top, 0, 5)] >= min_prec) & (st.nv >= 2)
-            a, b = st.vals[jnp.maximum(st.nv - 2, 0)], st.vals[jnp.maximum(st.nv - 1, 0)]
-            r, bad = binop(top, a, b)
-            vals = jnp.where(do, st.vals.at[jnp.maximum(st.nv - 2, 0)].set(r), st.vals)
-            return st._replace(vals=vals, nv=st.nv - do, no=st.no - do, err=st.err | (do & bad))
+        def feed(frame, v):
+            """A factor's value arrives: start a term or apply the pending * or /."""
+            total, term, addop, mulop = frame
+            r, bad = binop(mulop, term, v)
+            return (total, jnp.where(mulop == 0, v, r), addop, jnp.int32(0)), (mulop != 0) & bad
 
-        def reduce2(st, min_prec):
-            return reduce_top(reduce_top(st, min_prec), min_prec)
+        def combine(frame):
+            """sum (pending + or -) term: the value of the level so far."""
+            total, term, addop, _ = frame
+            r, bad = binop(addop, total, term)
+            return jnp.where(addop == 0, term, r), (addop != 0) & bad
+
+        def select(pred, a, b):
+            return tuple(jnp.where(pred, x, y) for x, y in zip(a, b, strict=True))
 
         def body(st: _Parse, x):
             i, t = x
@@ -345,75 +355,94 @@ class Countdown(ReasoningTask):
             d = jnp.where(at_end, -1, digit_table[t_safe])
             code = jnp.where(at_end, end_code, op_table[t_safe])
             is_digit = d >= 0
+            frame = (st.total, st.term, st.addop, st.mulop)
 
-            # A digit: continue or start a literal (a digit right after ")" is an error).
+            # A digit continues or starts a literal (a digit right after ")" is an error).
             cont = st.in_num
-            start = ~st.in_num & st.expect
-            dig = st._replace(
+            digit_err = jnp.where(cont, st.lead0 | (st.num_len >= max_digits), ~st.expect)
+
+            # Anything else first closes a pending literal: it is a factor and must match a number.
+            flush = ~is_digit & st.in_num
+            fed, e_feed = feed(frame, st.num)
+            frame = select(flush, fed, frame)
+            match = (numbers == st.num) & ~st.used & live
+            used = st.used | (flush & (jnp.arange(k) == jnp.argmax(match)) & match.any())
+            err = st.err | (flush & (e_feed | ~match.any()))
+            expect = st.expect & ~flush
+
+            is_add, is_mul = (code == 1) | (code == 2), (code == 3) | (code == 4)
+            is_lp, is_rp, is_end = code == 5, code == 6, code == end_code
+            value, e_comb = combine(frame)
+            # "(": save this level's frame, start a fresh one.
+            depth = jnp.clip(st.depth, 0, s - 1)
+            pushed = jnp.stack(frame)
+            stack = st.stack.at[depth].set(jnp.where(active & ~is_digit & is_lp, pushed, st.stack[depth]))
+            # ")": close the level and feed its value to the enclosing frame.
+            parent = tuple(st.stack[jnp.clip(st.depth - 1, 0, s - 1)])
+            closed, e_close = feed(parent, value)
+
+            zero = jnp.int32(0)
+            new = frame
+            new = select(is_add, (value, frame[1], code, frame[3]), new)
+            new = select(is_mul, (frame[0], frame[1], frame[2], code), new)
+            new = select(is_lp, (zero, zero, zero, zero), new)
+            new = select(is_rp, closed, new)
+            err = err | (is_add & (expect | e_comb)) | (is_mul & expect) | (is_lp & ~expect)
+            err = err | (is_rp & (expect | (st.depth == 0) | e_comb | e_close))
+            err = err | (is_end & (expect | (st.depth != 0) | e_comb))
+            err = err | (code == 0)  # any other character
+            nondigit = _Parse(
+                total=new[0],
+                term=new[1],
+                addop=new[2],
+                mulop=new[3],
+                stack=stack,
+                depth=st.depth + is_lp.astype(jnp.int32) - is_rp.astype(jnp.int32),
+                used=used,
+                expect=jnp.where(is_rp, False, expect | is_add | is_mul | is_lp),
+                in_num=jnp.bool_(False),
+                num=st.num,
+                num_len=st.num_len,
+                lead0=st.lead0,
+                err=err,
+                value=jnp.where(is_end, value, st.value),
+            )
+            digit = st._replace(
                 in_num=jnp.bool_(True),
                 num=jnp.where(cont, st.num * 10 + d, d),
                 num_len=jnp.where(cont, st.num_len + 1, 1),
                 lead0=jnp.where(cont, st.lead0, d == 0),
-                err=st.err | (cont & (st.lead0 | (st.num_len >= max_digits))) | (~cont & ~start),
+                err=st.err | digit_err,
             )
+            nxt = jax.tree.map(lambda a, b: jnp.where(is_digit, a, b), digit, nondigit)
+            nxt = jax.tree.map(lambda a, b: jnp.where(active, a, b), nxt, st)
+            # The stack's only write is already conditioned: no O(S) select per token.
+            return nxt._replace(stack=stack), None
 
-            # Anything else: first close a pending literal.
-            f = st._replace(
-                vals=jnp.where(st.in_num, st.vals.at[st.nv].set(st.num), st.vals),
-                nv=st.nv + st.in_num,
-                lits=jnp.where(st.in_num, st.lits.at[st.nl].set(st.num), st.lits),
-                nl=st.nl + st.in_num,
-                expect=st.expect & ~st.in_num,
-                in_num=jnp.bool_(False),
-            )
-            is_op = (code >= 1) & (code <= 4)
-            # binary operator: reduce while the top binds at least as tightly, then push.
-            o = reduce2(f, prec[jnp.clip(code, 0, 5)])
-            o = o._replace(ops=o.ops.at[o.no].set(code), no=o.no + 1, err=o.err | f.expect, expect=jnp.bool_(True))
-            # "(": only where an operand may start.
-            lp = f._replace(ops=f.ops.at[f.no].set(5), no=f.no + 1, err=f.err | ~f.expect)
-            # ")" and the end: reduce every operator down to the matching "(" (or the bottom).
-            r = reduce2(f, 1)
-            r = r._replace(err=r.err | f.expect)
-            top_is_paren = (r.no > 0) & (r.ops[jnp.maximum(r.no - 1, 0)] == 5)
-            rp = r._replace(no=jnp.maximum(r.no - 1, 0), err=r.err | ~top_is_paren)
-            end = r._replace(err=r.err | (r.no != 0) | (r.nv != 1))
-            other = f._replace(err=jnp.bool_(True))
-
-            branches = [o, lp, rp, end, other]
-            conds = [is_op, code == 5, code == 6, code == end_code, jnp.bool_(True)]
-            nxt = other
-            for c, br in reversed(list(zip(conds, branches, strict=True))):
-                nxt = jax.tree.map(lambda a, b, c=c: jnp.where(c, a, b), br, nxt)
-            nxt = jax.tree.map(lambda a, b: jnp.where(is_digit, a, b), dig, nxt)
-            return jax.tree.map(lambda a, b: jnp.where(active, a, b), nxt, st), None
-
-        zeros = jnp.zeros((s,), jnp.int32)
+        zero = jnp.int32(0)
         init = _Parse(
-            vals=zeros,
-            nv=jnp.int32(0),
-            ops=zeros,
-            no=jnp.int32(0),
-            lits=jnp.full((s,), _BIG, jnp.int32),
-            nl=jnp.int32(0),
+            total=zero,
+            term=zero,
+            addop=zero,
+            mulop=zero,
+            stack=jnp.zeros((s, 4), jnp.int32),
+            depth=zero,
+            used=jnp.zeros((k,), bool),
             expect=jnp.bool_(True),
             in_num=jnp.bool_(False),
-            num=jnp.int32(0),
-            num_len=jnp.int32(0),
+            num=zero,
+            num_len=zero,
             lead0=jnp.bool_(False),
             err=jnp.bool_(False),
+            value=zero,
         )
         tokens = jnp.concatenate([answer.astype(jnp.int32), jnp.asarray([self.tokenizer.pad_id], jnp.int32)])
         st, _ = jax.lax.scan(body, init, (jnp.arange(size + 1), tokens))
-        return ~st.err, st.vals[0], st.lits, st.nl
+        return ~st.err, st.value, jnp.all(st.used | ~live)
 
     def _check_answer(self, problem: Problem, answer: Array, answer_length: Array) -> Array:
-        ok, value, lits, nl = self._evaluate_jit(answer, answer_length)
-        s = lits.shape[0]
-        live = jnp.arange(self.max_numbers) < problem["count"]
-        numbers = jnp.full((s,), _BIG, jnp.int32).at[: self.max_numbers].set(jnp.where(live, problem["numbers"], _BIG))
-        same_multiset = (nl == problem["count"]) & jnp.all(jnp.sort(lits) == jnp.sort(numbers))
-        return ok & same_multiset & (value == problem["target"])
+        ok, value, all_used = self._evaluate_jit(answer, answer_length, problem["numbers"], problem["count"])
+        return ok & all_used & (value == problem["target"])
 
     def _check_answer_text(self, problem_dict: dict, answer: str) -> bool:
         result = evaluate_text(answer, self._dn)

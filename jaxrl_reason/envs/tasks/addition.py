@@ -33,6 +33,7 @@ class Addition(ReasoningTask):
         # Each column "9+9+1=19," is 9 tokens; then <ans>, up to n+1 digits, <eos>.
         self.default_max_response_length = 10 * self.num_digits + 3
         super().__init__(tokenizer=tokenizer, max_response_length=max_response_length)
+        _text.jit_task_hooks(self)
 
     @property
     def max_prompt_length(self) -> int:

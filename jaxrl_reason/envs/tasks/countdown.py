@@ -233,10 +233,8 @@ class Countdown(ReasoningTask):
         self._op_codes = np.zeros((tok.vocab_size,), np.int32)
         for code, c in enumerate(OPS, start=1):
             self._op_codes[tok.id_of(c)] = code
-        # Scans jitted once per env (inlined under an outer jit): eager calls (api_test, stepping a
-        # demonstration token by token) would otherwise re-trace and re-compile them every time.
-        self._evaluate_jit = jax.jit(self.evaluate)
-        self._sample_trees = jax.jit(jax.vmap(self._sample_tree, in_axes=(None, 0, 0, 0)))
+        self._sample_trees = jax.vmap(self._sample_tree, in_axes=(None, 0, 0, 0))
+        _text.jit_task_hooks(self)
 
     @property
     def max_prompt_length(self) -> int:
@@ -441,7 +439,7 @@ class Countdown(ReasoningTask):
         return ~st.err, st.value, jnp.all(st.used | ~live)
 
     def _check_answer(self, problem: Problem, answer: Array, answer_length: Array) -> Array:
-        ok, value, all_used = self._evaluate_jit(answer, answer_length, problem["numbers"], problem["count"])
+        ok, value, all_used = self.evaluate(answer, answer_length, problem["numbers"], problem["count"])
         return ok & all_used & (value == problem["target"])
 
     def _check_answer_text(self, problem_dict: dict, answer: str) -> bool:

@@ -65,6 +65,7 @@ class LetterCount(ReasoningTask):
             self._words[i, : len(x)] = [LETTERS.index(c) for c in x]
         self._word_lengths = np.asarray([len(x) for x in words] or [w], np.int32)
         self._list_fraction = LIST_FRACTION if words else 0.0
+        _text.jit_task_hooks(self)
 
     @property
     def max_prompt_length(self) -> int:

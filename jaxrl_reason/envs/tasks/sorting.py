@@ -44,6 +44,7 @@ class Sort(ReasoningTask):
         # <ans>, the list (numbers and commas), <eos>.
         self.default_max_response_length = self.max_numbers * (self._width + 1) + 1
         super().__init__(tokenizer=tokenizer, max_response_length=max_response_length)
+        _text.jit_task_hooks(self)
 
     @property
     def max_prompt_length(self) -> int:

@@ -1,0 +1,297 @@
+"""Benchmark of jr.mcts_policy against the naive ways of searching over tokens. Prints JSON.
+
+    python bench/search.py            # tiny preset, B=256, A=64, L=64, 32 simulations
+    python bench/search.py --quick    # smaller, for a smoke run
+
+Measured side by side in one run (simulations/s = B * num_simulations / seconds per search):
+  * ours: jr.mcts_policy (top-K=16, prefix-shared evaluation "kv" and "window");
+  * (a) naive: mctx over the full vocabulary, a full-prefix forward (model.apply on the whole buffer)
+    per simulation, the EnvState in the tree;
+  * (b) per-node Python MCTS (PUCT), one node at a time, same network (a jitted [1, L] forward);
+  * ours at prompt length 256 vs 32 (cost per simulation should not grow with the prompt);
+  * the search tree's memory at vocabulary 32,000, B=64, 64 simulations (jax.eval_shape of the search).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import mctx  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxrl_reason as jr  # noqa: E402
+from jaxrl_reason.envs.core import TokenEnv  # noqa: E402
+from jaxrl_reason.search.mcts import _transition  # noqa: E402
+
+
+class RandomTokens(TokenEnv):
+    """A synthetic one-player token MDP: a random prompt, then free tokens until EOS or the limit.
+
+    Actions are the whole vocabulary except pad/bos; the reward at the end is 1 if the response's
+    token sum is even.
+    """
+
+    def __init__(self, *, vocab: int, prompt_length: int, response_length: int):
+        self._spec = jr.EnvSpec(
+            env_id="random-tokens-v0",
+            num_actions=vocab,
+            vocab_size=vocab,
+            max_length=prompt_length + response_length,
+            max_prompt_length=prompt_length,
+        )
+
+    @property
+    def spec(self):
+        return self._spec
+
+    def sample_problem(self, key):
+        s = self.spec
+        return jax.random.randint(key, (s.max_prompt_length,), 3, s.vocab_size, jnp.int32)
+
+    def _init(self, problem):
+        s = self.spec
+        tokens = jnp.full((s.max_length,), s.pad_id, jnp.int32).at[: s.max_prompt_length].set(problem)
+        tokens = tokens.at[0].set(s.bos_id)
+        legal = jnp.arange(s.num_actions) >= 2  # everything but pad and bos
+        return jr.EnvState(
+            tokens=tokens,
+            length=jnp.int32(s.max_prompt_length),
+            prompt_length=jnp.int32(s.max_prompt_length),
+            current_player=jnp.int32(0),
+            legal_action_mask=legal,
+            rewards=jnp.zeros((1,), jnp.float32),
+            terminated=jnp.bool_(False),
+            truncated=jnp.bool_(False),
+            problem=problem,
+        )
+
+    def _step(self, state, action):
+        s = self.spec
+        eos = action == s.eos_id
+        resp = jnp.where(jnp.arange(s.max_length) >= state.prompt_length, state.tokens, 0)
+        full = state.length >= s.max_length
+        r = jnp.where((eos | full) & (resp.sum() % 2 == 0), 1.0, 0.0).astype(jnp.float32)
+        return state.replace(rewards=r[None], terminated=eos)
+
+
+def _model(env, **overrides):
+    return jr.PolicyValueTransformer(jr.TransformerConfig.for_env(env.spec, "tiny", **overrides))
+
+
+def _states(env, batch, key):
+    return jax.vmap(env.init)(jax.random.split(key, batch))
+
+
+def _time(fn, *args, repeats):
+    jax.block_until_ready(fn(*args))  # compile + warm up
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def naive_search(model, params, env, states, key, *, num_simulations, max_depth):
+    """(a): plain mctx over all A actions with a full-buffer forward per simulation."""
+
+    def evaluate(state):
+        logits, values = model.apply(params, state.tokens)
+        last = jnp.maximum(state.length - 1, 0)[:, None]
+        logits = jnp.take_along_axis(logits, last[..., None], axis=1)[:, 0]
+        value = jnp.take_along_axis(values, last, axis=1)[:, 0]
+        return jnp.where(state.legal_action_mask, logits, -jnp.inf), jnp.where(state.done, 0.0, value)
+
+    def recurrent_fn(p, k, action, state):
+        child, reward, discount = _transition(env, state, action)
+        prior, value = evaluate(child)
+        return mctx.RecurrentFnOutput(reward=reward, discount=discount, prior_logits=prior, value=value), child
+
+    prior, value = evaluate(states)
+    root = mctx.RootFnOutput(prior_logits=prior, value=value, embedding=states)
+    out = mctx.gumbel_muzero_policy(
+        None, key, root, recurrent_fn, num_simulations, invalid_actions=~states.legal_action_mask, max_depth=max_depth
+    )
+    return out.action_weights
+
+
+def python_mcts(model, params, env, state, *, num_simulations, c_puct=1.25):
+    """(b): textbook per-node PUCT in Python, one network call per node ([1, L] forward)."""
+    forward = jax.jit(lambda p, t: model.apply(p, t))
+    step = jax.jit(env.step)
+
+    def evaluate(s):
+        logits, values = forward(params, s.tokens[None])
+        i = int(s.length) - 1
+        lg = np.asarray(logits[0, i])
+        lg = np.where(np.asarray(s.legal_action_mask), lg, -np.inf)
+        p = np.exp(lg - lg.max())
+        return p / p.sum(), (0.0 if bool(s.done) else float(values[0, i]))
+
+    nodes = [
+        {
+            "state": state,
+            "prior": evaluate(state)[0],
+            "N": np.zeros(env.spec.num_actions),
+            "W": np.zeros(env.spec.num_actions),
+            "children": {},
+        }
+    ]
+    for _ in range(num_simulations):
+        path, node = [], nodes[0]
+        while True:
+            n = node["N"]
+            q = np.where(n > 0, node["W"] / np.maximum(n, 1), 0.0)
+            u = c_puct * node["prior"] * math.sqrt(n.sum() + 1) / (1 + n)
+            a = int(np.argmax(np.where(node["prior"] > 0, q + u, -np.inf)))
+            path.append((node, a))
+            if a not in node["children"]:
+                break
+            node = node["children"][a]
+        child_state = step(node["state"], a)
+        reward = float(child_state.rewards[0])
+        prior, value = evaluate(child_state)
+        node["children"][a] = {
+            "state": child_state,
+            "prior": prior,
+            "N": np.zeros_like(node["N"]),
+            "W": np.zeros_like(node["W"]),
+            "children": {},
+        }
+        g = reward + value  # one player, rewards only at the end: every edge on the path gets g
+        for nd, act in path:
+            nd["N"][act] += 1
+            nd["W"][act] += g
+    return nodes[0]["N"]
+
+
+def tree_bytes(tree) -> int:
+    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--simulations", type=int, default=32)
+    ap.add_argument("--max-depth", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    batch, sims, depth = args.batch, args.simulations, args.max_depth
+    if args.quick:
+        batch, sims = 32, 16
+    key = jax.random.key(0)
+    res = {
+        "command": " ".join([sys.executable.split("/")[-1], *sys.argv]),
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {jax.devices()[0].device_kind}",
+        "versions": {"jax": jax.__version__, "mctx": mctx.__version__ if hasattr(mctx, "__version__") else "?"},
+        "batch": batch,
+        "num_simulations": sims,
+        "max_depth": depth,
+        "top_k": 16,
+        "preset": "tiny",
+    }
+
+    # -- ours vs (a) at vocabulary 64, length 64 (prompt 32) ----------------------------------------------
+    env = RandomTokens(vocab=64, prompt_length=32, response_length=32)
+    model = _model(env)
+    params = model.init(key)
+    states = _states(env, batch, key)
+    ours = {}
+    for ev in ("kv", "window"):
+        fn = jax.jit(
+            functools.partial(
+                jr.mcts_policy, model, env=env, num_simulations=sims, top_k=16, max_depth=depth, evaluation=ev
+            )
+        )
+        sec = _time(lambda p, s, k, fn=fn: fn(params=p, states=s, key=k), params, states, key, repeats=args.repeats)
+        ours[ev] = batch * sims / sec
+    res["ours_sims_per_s"] = {k: round(v, 1) for k, v in ours.items()}
+    best = max(ours, key=ours.get)
+    res["ours_best_evaluation"] = best
+    naive = jax.jit(functools.partial(naive_search, model, env=env, num_simulations=sims, max_depth=depth))
+    sec = _time(lambda p, s, k: naive(params=p, states=s, key=k), params, states, key, repeats=args.repeats)
+    res["naive_full_vocab_full_prefix_sims_per_s"] = round(batch * sims / sec, 1)
+    res["speedup_vs_naive"] = round(ours[best] / (batch * sims / sec), 2)
+
+    # -- (b) per-node Python MCTS: a few roots, reported per simulation ----------------------------------
+    py_sims, py_roots = (16, 1) if args.quick else (32, 2)
+    one = jax.tree.map(lambda x: x[0], states)
+    python_mcts(model, params, env, one, num_simulations=2)  # compile
+    t = time.perf_counter()
+    for i in range(py_roots):
+        python_mcts(model, params, env, jax.tree.map(lambda x, i=i: x[i], states), num_simulations=py_sims)
+    py_rate = py_roots * py_sims / (time.perf_counter() - t)
+    res["python_per_node_sims_per_s"] = round(py_rate, 1)
+    res["speedup_vs_python"] = round(ours[best] / py_rate, 1)
+
+    # -- prompt length 256 vs 32: with the prefix's KV cache given (as in a decoding loop, which keeps it
+    # up to date one token at a time) and with the prefix encoded inside every search --------------------------
+    rates, rates_enc = {}, {}
+    for plen in (32, 256):
+        env_p = RandomTokens(vocab=64, prompt_length=plen, response_length=32)
+        model_p = _model(env_p)
+        params_p = model_p.init(key)
+        states_p = _states(env_p, batch, key)
+        cache = jax.jit(model_p.prefill)(params_p, states_p.tokens, states_p.length)[2]
+        fn = jax.jit(
+            functools.partial(
+                jr.mcts_policy, model_p, env=env_p, num_simulations=sims, top_k=16, max_depth=depth, evaluation=best
+            )
+        )
+        sec = _time(
+            lambda p, s, k, c, fn=fn: fn(params=p, states=s, key=k, cache=c),
+            params_p,
+            states_p,
+            key,
+            cache,
+            repeats=args.repeats,
+        )
+        rates[plen] = batch * sims / sec
+        sec = _time(lambda p, s, k, fn=fn: fn(params=p, states=s, key=k), params_p, states_p, key, repeats=args.repeats)
+        rates_enc[plen] = batch * sims / sec
+    res["sims_per_s_by_prompt_length_with_cache"] = {str(k): round(v, 1) for k, v in rates.items()}
+    res["prompt_256_over_32"] = round(rates[256] / rates[32], 3)
+    res["sims_per_s_by_prompt_length_encoding_prefix"] = {str(k): round(v, 1) for k, v in rates_enc.items()}
+    res["prompt_256_over_32_encoding_prefix"] = round(rates_enc[256] / rates_enc[32], 3)
+
+    # -- memory at vocabulary 32,000, B=64, 64 simulations ----------------------------------------------------
+    env_v = RandomTokens(vocab=32_000, prompt_length=32, response_length=32)
+    model_v = _model(env_v)
+    params_v = jax.eval_shape(model_v.init, key)
+    states_v = jax.eval_shape(lambda k: _states(env_v, 64, k), key)
+    mem = {}
+    for ev in ("kv", "window"):
+        out = jax.eval_shape(
+            functools.partial(
+                jr.mcts_policy, model_v, env=env_v, num_simulations=64, top_k=16, max_depth=depth, evaluation=ev
+            ),
+            params=params_v,
+            states=states_v,
+            key=key,
+        )
+        mem[ev] = round(tree_bytes(out.search_tree) / 2**20, 2)
+    res["tree_MiB_vocab32000_B64_sims64"] = mem
+    res["targets"] = {
+        "speedup_vs_naive": ">= 10",
+        "speedup_vs_python": ">= 50",
+        "prompt_256_over_32": ">= 0.7",
+        "tree_MiB": "<= 64",
+    }
+    print(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()

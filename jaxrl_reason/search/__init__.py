@@ -1,0 +1,6 @@
+"""Search over tokens: batched MCTS on mctx and test-time decoding methods."""
+
+from jaxrl_reason.search.decoding import METHODS, DecodeResult, decode
+from jaxrl_reason.search.mcts import NodeEmbedding, encode_prefix, mcts_policy
+
+__all__ = ["METHODS", "DecodeResult", "NodeEmbedding", "decode", "encode_prefix", "mcts_policy"]

@@ -1,0 +1,337 @@
+"""Batched AlphaZero / Gumbel MCTS over tokens, on mctx.
+
+The search runs mctx (``gumbel_muzero_policy`` or ``muzero_policy``) over a batch of env states.
+Three things make it work for token MDPs:
+
+* **Top-K actions per node.** mctx's action space is ``K`` slots. Each node's embedding holds the map
+  ``slot -> token id`` of the ``K`` most probable *legal* tokens under the prior at that node; slots
+  beyond the number of legal tokens are invalid (``invalid_actions`` at the root, ``-inf`` prior
+  logits inside the tree). Tree memory is ``O(B * N * K)``, independent of the vocabulary.
+* **The env is the model** (AlphaZero): the recurrent function steps the real env (``vmap(env.step)``)
+  and evaluates the network on the new state. Rewards are the mover's, the discount is ``-1`` when the
+  turn passes to the opponent, ``+1`` otherwise and ``0`` once the episode is over (a finished
+  state stays finished, gives zero reward and value ``0``).
+* **Prefix-shared evaluation.** The root prefix is encoded once per search (``model.extend`` without
+  context); its K/V are shared by every node. A simulation evaluates only the path from the root:
+  ``evaluation="kv"`` carries the path's K/V in each node's embedding and runs ONE new token per
+  simulation; ``evaluation="window"`` recomputes the path's ``max_depth``-token window per simulation;
+  ``evaluation="full"`` runs the whole sequence through ``model.apply`` (no sharing; the reference).
+
+The depth is bounded by ``max_depth`` (the path buffer is static); a leaf at the bound is evaluated by
+the value head and never expanded further.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import mctx
+from flax import struct
+
+from jaxrl_reason.envs.core import TokenEnv
+from jaxrl_reason.types import Array, EnvState, Params, PRNGKey, SearchOutput
+
+#: States whose per-row size is at most this many bytes are stored in the tree; larger ones (big
+#: vocabularies: the legal mask alone is ``A`` bytes) are rebuilt by replaying the path from the root.
+STORE_STATE_MAX_BYTES = 4096
+
+EVALUATIONS = ("kv", "window", "full")
+ALGORITHMS = ("gumbel", "muzero")
+
+
+@struct.dataclass
+class NodeEmbedding:
+    """What mctx stores per node (leading axis B in the recurrent function, [B, N] in the tree)."""
+
+    slots: Array  # [K] int32: slot -> token id of this node's candidate actions; -1 = invalid slot
+    path: Array  # [D] int32: tokens from the root to this node (pad beyond `depth`)
+    depth: Array  # [] int32: number of tokens on the path (root: 0)
+    state: Any = None  # EnvState of this node, or None when states are replayed from the root
+    kv: Any = None  # (k, v) each [layers, D, H, Dh]: the path's K/V (evaluation="kv"), else None
+
+
+@struct.dataclass
+class _Shared:
+    """Per-search data shared by all nodes (passed to mctx as part of `params`)."""
+
+    params: Params
+    root_state: EnvState  # [B]
+    prefix: Any  # (k [layers, B, H, Dh, S], v [layers, B, H, S, Dh], mask [B, S]) or None for "full"
+    root_length: Array  # [B] int32
+
+
+def _state_bytes(state: EnvState) -> int:
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)) // max(state.length.size, 1)
+
+
+def _top_k_slots(logits: Array, legal: Array, k: int) -> tuple[Array, Array]:
+    """Masked prior -> (slots [B, K] int32 with -1 for invalid, slot prior logits [B, K] with -inf)."""
+    masked = jnp.where(legal, logits, -jnp.inf)
+    top, idx = jax.lax.top_k(masked, k)
+    valid = jnp.isfinite(top)
+    return jnp.where(valid, idx, -1).astype(jnp.int32), jnp.where(valid, top, -jnp.inf)
+
+
+def _transition(env: TokenEnv, parent: EnvState, token: Array):
+    """(child [B], reward [B], discount [B]) of playing `token` [B] in `parent` [B], mctx convention."""
+    child = jax.vmap(env.step)(parent, token)
+    mover = parent.current_player
+    reward = jnp.take_along_axis(child.rewards, mover[:, None], axis=1)[:, 0]
+    same = child.current_player == mover
+    discount = jnp.where(child.done, 0.0, jnp.where(same, 1.0, -1.0)).astype(jnp.float32)
+    return child, reward, discount
+
+
+def _replay(env: TokenEnv, root: EnvState, path: Array, depth: Array) -> EnvState:
+    """The state reached from `root` [B] by the first `depth` [B] tokens of `path` [B, D]."""
+
+    def body(i, state):
+        nxt = jax.vmap(env.step)(state, path[:, i])
+        live = i < depth
+        return jax.tree.map(lambda a, b: jnp.where(live.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), nxt, state)
+
+    return jax.lax.fori_loop(0, path.shape[1], body, root)
+
+
+def _last(x: Array, index: Array) -> Array:
+    """x [B, T, ...] at per-row index [B] -> [B, ...]."""
+    idx = index.reshape((-1,) + (1,) * (x.ndim - 1))
+    return jnp.take_along_axis(x, idx, axis=1)[:, 0]
+
+
+def encode_prefix(model, params: Params, states: EnvState, cache=None):
+    """The K/V segment of each row's prefix ``tokens[:length]``, shared by a whole search.
+
+    Encodes the prefixes with one ``model.extend`` (no context), or reuses `cache` (a ``jr.KVCache``
+    whose first ``length`` slots hold the prefix, e.g. kept up to date by a decoding loop).
+
+    Returns ``(segment, logits [B, A], value [B])``: ``segment = (k, v, mask)`` with k, v
+    ``[layers, B, S, H, Dh]`` and ``mask [B, S]`` True on the prefix; logits/value are the network's
+    output at the last prefix token (the root's prior and value).
+    """
+    tokens, length = states.tokens, states.length
+    batch, seq = tokens.shape
+    if cache is None:
+        positions = jnp.broadcast_to(jnp.arange(seq, dtype=jnp.int32), (batch, seq))
+        _, _, (k, v) = model.extend(params, tokens, positions, context=())  # logits unused: XLA drops them
+    else:
+        k, v = cache.k, cache.v
+    idx = jnp.arange(k.shape[2])[None]
+    # The root's own output: its last token attends to the rest of the prefix (only [B, 1, A] logits).
+    last = jnp.maximum(length - 1, 0)
+    logits, values, _ = model.extend(
+        params,
+        _last(tokens[:, :, None], last),
+        last[:, None],
+        context=((k, v, idx < last[:, None]),),
+    )
+    return (k, v, idx < length[:, None]), logits[:, 0], values[:, 0]
+
+
+def _evaluate_full(model, params, state: EnvState):
+    logits, values = model.apply(params, state.tokens)
+    last = jnp.maximum(state.length - 1, 0)
+    return _last(logits, last), _last(values, last)
+
+
+def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evaluation: str, store_states: bool):
+    """The mctx recurrent function ``(shared, key, slot [B], NodeEmbedding [B]) -> (output, child)``."""
+    max_pos = model.config.max_length - 1
+
+    def recurrent_fn(shared: _Shared, key, action, emb: NodeEmbedding):
+        del key
+        prefix = None
+        if shared.prefix is not None:
+            # Stored as attention reads it (k [layers,B,H,Dh,S], v [layers,B,H,S,Dh]) and transposed back
+            # here: XLA's CPU dots otherwise copy (transpose) the whole loop-invariant prefix every simulation.
+            pk, pv, pm = shared.prefix
+            prefix = (jnp.transpose(pk, (0, 1, 4, 2, 3)), jnp.swapaxes(pv, 2, 3), pm)
+        batch = action.shape[0]
+        token = jnp.take_along_axis(emb.slots, action[:, None], axis=1)[:, 0]
+        # An invalid slot can only be reached if every prior underflows; play the top token instead.
+        token = jnp.where(token < 0, emb.slots[:, 0], token)
+        parent = emb.state if store_states else _replay(env, shared.root_state, emb.path, emb.depth)
+        child, reward, discount = _transition(env, parent, token)
+
+        rows = jnp.arange(batch)
+        at = jnp.minimum(emb.depth, max_depth - 1)  # mctx never expands below max_depth
+        path = emb.path.at[rows, at].set(token)
+        depth = emb.depth + 1
+        kv = None
+        if evaluation == "full":
+            logits, value = _evaluate_full(model, shared.params, child)
+        elif evaluation == "window":
+            positions = jnp.minimum(shared.root_length[:, None] + jnp.arange(max_depth), max_pos)
+            logits, values, _ = model.extend(shared.params, path, positions, context=(prefix,))
+            logits, value = _last(logits, depth - 1), _last(values, depth - 1)
+        else:  # "kv": one new token attends to the prefix and to the parent's path K/V
+            pk, pv = emb.kv  # [B, layers, D, H, Dh]
+            path_seg = (
+                jnp.moveaxis(pk, 0, 1),
+                jnp.moveaxis(pv, 0, 1),
+                jnp.arange(max_depth)[None] < emb.depth[:, None],
+            )
+            positions = jnp.minimum(shared.root_length + emb.depth, max_pos)[:, None]
+            logits, values, (nk, nv) = model.extend(
+                shared.params, token[:, None], positions, context=(prefix, path_seg)
+            )
+            logits, value = logits[:, 0], values[:, 0]
+            kv = (
+                pk.at[rows, :, at].set(jnp.moveaxis(nk[:, :, 0], 0, 1)),
+                pv.at[rows, :, at].set(jnp.moveaxis(nv[:, :, 0], 0, 1)),
+            )
+
+        slots, prior = _top_k_slots(logits.astype(jnp.float32), child.legal_action_mask, top_k)
+        value = jnp.where(child.done, 0.0, value.astype(jnp.float32))
+        out = mctx.RecurrentFnOutput(reward=reward, discount=discount, prior_logits=prior, value=value)
+        new = NodeEmbedding(slots=slots, path=path, depth=depth, state=child if store_states else None, kv=kv)
+        return out, new
+
+    return recurrent_fn
+
+
+def mcts_policy(
+    model,
+    params: Params,
+    env: TokenEnv,
+    states: EnvState,
+    key: PRNGKey,
+    *,
+    num_simulations: int,
+    top_k: int = 16,
+    algorithm: str = "gumbel",
+    max_depth: int = 6,
+    evaluation: str = "kv",
+    store_states: bool | None = None,
+    cache: Any = None,
+    max_num_considered_actions: int = 16,
+    gumbel_scale: float = 1.0,
+    dirichlet_fraction: float = 0.25,
+    dirichlet_alpha: float = 0.3,
+    pb_c_init: float = 1.25,
+    pb_c_base: float = 19652.0,
+    temperature: float = 1.0,
+    rescale_values: bool = True,
+    qtransform: Callable | None = None,
+) -> SearchOutput:
+    """Batched token MCTS from `states` (leading axis B); pure, jit it at the call site.
+
+    Args:
+      model: a policy-value network with ``extend``/``apply`` (``jr.PolicyValueTransformer``); hashable.
+      params: its parameters.
+      env: the token MDP; its ``step`` is the search's dynamics.
+      states: [B] root states. Values are for ``states.current_player``.
+      key: PRNG key.
+      num_simulations: simulations per search.
+      top_k: K, candidate tokens per node (clipped to the number of actions A).
+      algorithm: "gumbel" (``mctx.gumbel_muzero_policy``) or "muzero" (``mctx.muzero_policy``, PUCT).
+      max_depth: D, the deepest node is D tokens below the root; it is evaluated, not expanded.
+      evaluation: "kv" (path K/V in the tree, one new token per simulation), "window" (recompute the
+        path's D tokens per simulation) or "full" (whole sequence per simulation, no prefix sharing).
+      store_states: keep each node's EnvState in the tree (True) or replay the path from the root
+        (False); None picks True when a state takes at most ``STORE_STATE_MAX_BYTES`` per row.
+      cache: optional ``jr.KVCache`` [B] whose first ``states.length`` slots hold the prefixes' K/V (a
+        decoding loop keeps one); then the prefix is not re-encoded. Ignored by evaluation="full".
+      The rest are passed to mctx (gumbel: ``max_num_considered_actions``, ``gumbel_scale``; muzero:
+        ``dirichlet_*``, ``pb_c_*``, ``temperature``).
+      rescale_values: mctx's default: min-max normalize Q among a node's children. False keeps Q on its
+        natural [-1, 1] scale, so small value differences (or an untrained value head's noise) stay small
+        instead of being stretched to [0, 1]; recommended for one-player tasks with 0/1 rewards.
+      qtransform: an explicit mctx Q transform (overrides `rescale_values`).
+
+    Returns:
+      ``SearchOutput(action [B] token ids, action_weights [B, A], root_value [B], search_tree)``;
+      ``search_tree`` is the mctx tree over K slots, its embeddings are :class:`NodeEmbedding`.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if evaluation not in EVALUATIONS:
+        raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+    if int(num_simulations) < 1 or int(max_depth) < 1 or int(top_k) < 1:
+        raise ValueError(
+            f"num_simulations, max_depth and top_k must be >= 1, got {num_simulations}, {max_depth}, {top_k}"
+        )
+    spec = env.spec
+    if states.tokens.ndim != 2 or states.tokens.shape[1] != spec.max_length:
+        raise ValueError(f"states must be batched: tokens [B, {spec.max_length}], got {states.tokens.shape}")
+    num_actions = spec.num_actions
+    k = min(int(top_k), num_actions)
+    depth_bound = int(max_depth)
+    if store_states is None:
+        store_states = _state_bytes(states) <= STORE_STATE_MAX_BYTES
+    batch = states.tokens.shape[0]
+
+    if evaluation == "full":
+        prefix = None
+        logits, value = _evaluate_full(model, params, states)
+    else:
+        prefix, logits, value = encode_prefix(model, params, states, cache)
+    slots, prior = _top_k_slots(logits.astype(jnp.float32), states.legal_action_mask, k)
+    kv = None
+    if evaluation == "kv":
+        pk = prefix[0]  # [layers, B, L, H, Dh]
+        shape = (batch, pk.shape[0], depth_bound, *pk.shape[3:])
+        kv = (jnp.zeros(shape, pk.dtype), jnp.zeros(shape, pk.dtype))
+    embedding = NodeEmbedding(
+        slots=slots,
+        path=jnp.full((batch, depth_bound), spec.pad_id, jnp.int32),
+        depth=jnp.zeros((batch,), jnp.int32),
+        state=states if store_states else None,
+        kv=kv,
+    )
+    root = mctx.RootFnOutput(
+        prior_logits=prior,
+        value=jnp.where(states.done, 0.0, value.astype(jnp.float32)),
+        embedding=embedding,
+    )
+    if prefix is not None:
+        prefix = (jnp.transpose(prefix[0], (0, 1, 3, 4, 2)), jnp.swapaxes(prefix[1], 2, 3), prefix[2])
+    shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
+    recurrent_fn = make_recurrent_fn(
+        model, env, top_k=k, max_depth=depth_bound, evaluation=evaluation, store_states=store_states
+    )
+    common = dict(
+        params=shared,
+        rng_key=key,
+        root=root,
+        recurrent_fn=recurrent_fn,
+        num_simulations=int(num_simulations),
+        invalid_actions=slots < 0,
+        max_depth=depth_bound,
+    )
+    if qtransform is None and not rescale_values:
+        qtransform = (
+            functools.partial(mctx.qtransform_completed_by_mix_value, rescale_values=False)
+            if algorithm == "gumbel"
+            else functools.partial(mctx.qtransform_by_min_max, min_value=-1.0, max_value=1.0)
+        )
+    if qtransform is not None:
+        common["qtransform"] = qtransform
+    if algorithm == "gumbel":
+        out = mctx.gumbel_muzero_policy(
+            **common, max_num_considered_actions=max_num_considered_actions, gumbel_scale=gumbel_scale
+        )
+    else:
+        out = mctx.muzero_policy(
+            **common,
+            dirichlet_fraction=dirichlet_fraction,
+            dirichlet_alpha=dirichlet_alpha,
+            pb_c_init=pb_c_init,
+            pb_c_base=pb_c_base,
+            temperature=temperature,
+        )
+    rows = jnp.arange(batch)
+    valid = slots >= 0
+    action = slots[rows, out.action]
+    weights = jnp.zeros((batch, num_actions), jnp.float32)
+    weights = weights.at[rows[:, None], jnp.where(valid, slots, 0)].add(jnp.where(valid, out.action_weights, 0.0))
+    return SearchOutput(
+        action=action.astype(jnp.int32),
+        action_weights=weights,
+        root_value=out.search_tree.node_values[:, 0],
+        search_tree=out.search_tree,
+    )

@@ -58,8 +58,18 @@ class _Shared:
 
     params: Params
     root_state: EnvState  # [B]
-    prefix: Any  # (k [layers, B, H, Dh, S], v [layers, B, H, S, Dh], mask [B, S]) or None for "full"
+    prefix: Any  # (k, v: tuples over layers of [B, H, Dh, S], mask [B, S]) or None for "full"
     root_length: Array  # [B] int32
+
+
+def _to_attention_layout(x: Array) -> tuple[Array, ...]:
+    """[layers, B, S, H, Dh] -> per layer [B, H, Dh, S]."""
+    return tuple(jnp.transpose(x[i], (0, 2, 3, 1)) for i in range(x.shape[0]))
+
+
+def _from_attention_layout(xs: tuple[Array, ...]) -> Array:
+    """Inverse of :func:`_to_attention_layout` (XLA folds it into the attention dots)."""
+    return jnp.stack([jnp.transpose(x, (0, 3, 1, 2)) for x in xs])
 
 
 def _state_bytes(state: EnvState) -> int:
@@ -144,10 +154,10 @@ def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evalu
         del key
         prefix = None
         if shared.prefix is not None:
-            # Stored as attention reads it (k [layers,B,H,Dh,S], v [layers,B,H,S,Dh]) and transposed back
-            # here: XLA's CPU dots otherwise copy (transpose) the whole loop-invariant prefix every simulation.
+            # Stored per layer in the layout attention reads ([B,H,Dh,S]) and rebuilt here: XLA's CPU dots
+            # otherwise copy (transpose, slice) the whole loop-invariant prefix K/V in every simulation.
             pk, pv, pm = shared.prefix
-            prefix = (jnp.transpose(pk, (0, 1, 4, 2, 3)), jnp.swapaxes(pv, 2, 3), pm)
+            prefix = (_from_attention_layout(pk), _from_attention_layout(pv), pm)
         batch = action.shape[0]
         token = jnp.take_along_axis(emb.slots, action[:, None], axis=1)[:, 0]
         # An invalid slot can only be reached if every prior underflows; play the top token instead.
@@ -281,7 +291,7 @@ def mcts_policy(
         embedding=embedding,
     )
     if prefix is not None:
-        prefix = (jnp.transpose(prefix[0], (0, 1, 3, 4, 2)), jnp.swapaxes(prefix[1], 2, 3), prefix[2])
+        prefix = (_to_attention_layout(prefix[0]), _to_attention_layout(prefix[1]), prefix[2])
     shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
     recurrent_fn = make_recurrent_fn(
         model, env, top_k=k, max_depth=depth_bound, evaluation=evaluation, store_states=store_states

@@ -277,7 +277,10 @@ def mcts_policy(
     if evaluation == "kv":
         pk = prefix[0]  # [layers, B, L, H, Dh]
         shape = (batch, pk.shape[0], depth_bound, *pk.shape[3:])
-        kv = (jnp.zeros(shape, pk.dtype), jnp.zeros(shape, pk.dtype))
+        # Zeros derived from a traced value: a constant would make XLA constant-fold mctx's whole
+        # [B, N+1, layers, D, H, Dh] initial tree at compile time.
+        zero = jnp.broadcast_to((states.length[0] * 0).astype(pk.dtype), shape)
+        kv = (zero, zero)
     embedding = NodeEmbedding(
         slots=slots,
         path=jnp.full((batch, depth_bound), spec.pad_id, jnp.int32),

@@ -6,9 +6,15 @@ Everything users need is importable from here::
     env = jr.make("countdown-v0")
 """
 
+from jaxrl_reason.checkpoint import Checkpointer
+from jaxrl_reason.config import ConfigError, base_config, load_config
 from jaxrl_reason.envs import (
+    ASCII_TOKENIZER,
     DEFAULT_TOKENIZER,
+    ConnectFour,
+    HostVerifiedTask,
     ReasoningTask,
+    TicTacToe,
     TokenEnv,
     Tokenizer,
     api_test,
@@ -17,31 +23,47 @@ from jaxrl_reason.envs import (
     register_family,
     registered_envs,
 )
+from jaxrl_reason.evaluation import Agent, evaluate
 from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
 from jaxrl_reason.search import DecodeResult, decode, mcts_policy
+from jaxrl_reason.selfplay import selfplay
+from jaxrl_reason.training import TrainState, train
 from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ASCII_TOKENIZER",
+    "Agent",
+    "Checkpointer",
+    "ConfigError",
+    "ConnectFour",
     "DEFAULT_TOKENIZER",
     "DecodeResult",
     "EnvSpec",
     "EnvState",
+    "HostVerifiedTask",
     "KVCache",
     "PolicyValueTransformer",
     "ReasoningTask",
     "SearchOutput",
+    "TicTacToe",
     "TokenEnv",
     "Tokenizer",
+    "TrainState",
     "Trajectory",
     "TransformerConfig",
     "api_test",
+    "base_config",
     "decode",
+    "evaluate",
+    "load_config",
     "make",
     "mcts_policy",
     "register",
     "register_family",
     "registered_envs",
     "rollout",
+    "selfplay",
+    "train",
 ]

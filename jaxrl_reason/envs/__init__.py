@@ -1,14 +1,20 @@
 """Token-MDP environments: template, registry, tokenizer, tasks and games."""
 
+from jaxrl_reason.envs.adapters import ASCII_TOKENIZER, HostVerifiedTask
 from jaxrl_reason.envs.api_test import api_test
 from jaxrl_reason.envs.core import TokenEnv, tree_select
+from jaxrl_reason.envs.games import ConnectFour, TicTacToe
 from jaxrl_reason.envs.registry import make, register, register_family, registered_envs
 from jaxrl_reason.envs.tasks.base import ReasoningTask
 from jaxrl_reason.envs.tokenizer import DEFAULT_TOKENIZER, Tokenizer
 
 __all__ = [
+    "ASCII_TOKENIZER",
+    "ConnectFour",
     "DEFAULT_TOKENIZER",
+    "HostVerifiedTask",
     "ReasoningTask",
+    "TicTacToe",
     "TokenEnv",
     "Tokenizer",
     "api_test",

@@ -104,3 +104,6 @@ for _id, _ep in {
     "connect-four-v0": "jaxrl_reason.envs.games.connect_four:ConnectFour",
 }.items():
     register(_id, _ep)
+
+# Optional families (their packages are imported on first make()).
+register_family("rg/", "jaxrl_reason.envs.adapters.reasoning_gym:make_rg_env")

@@ -8,9 +8,10 @@ Counted per token, as computed by this implementation (the PaLM/Chinchilla conve
   matrix, so masked entries are computed too), ``max_length + 1`` for :meth:`decode`;
 * heads: policy ``2·D·A`` and value ``2·D·(1 or num_value_bins)``.
 
-Norms, softmax, rotary embeddings, GELU and the embedding gather are not counted (they are a few
-percent of the total at ``D >= 128``; ``cost_analysis`` of the compiled forward agrees within 10%,
-tested). A training step (forward + backward) is 3× the forward.
+Norms, softmax, rotary embeddings and GELU are not counted (a few percent of the total at
+``D >= 64``: ``cost_analysis`` of the compiled forward agrees within 6%, tested), nor is the embedding
+lookup (a one-hot matmul for vocabularies up to 4096, ``2·V·D`` FLOPs per token, counted as a lookup).
+A training step (forward + backward) is 3× the forward.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from jaxrl_reason.types import Array, EnvSpec, Params, PRNGKey
 
 _DTYPES = ("float32", "bfloat16", "float16")
 _VALUE_HEADS = ("scalar", "categorical")
+_ONE_HOT_MAX_VOCAB = 4096  # embed by one-hot matmul up to this vocabulary size, by gather above
 _NEG = -1e30  # finite "minus infinity": a row with every key masked gets a uniform softmax, not NaN
 
 # Width, heads, layers, MLP width of the presets (parameter counts for a ~40-token vocabulary).
@@ -221,7 +222,12 @@ class _Network(nn.Module):
         pdtype = jnp.dtype(c.param_dtype)
         embed = _param(self, "embed", nn.initializers.normal(1.0), (c.vocab_size, c.d_model), ("vocab", "embed"),
                        pdtype)  # fmt: skip
-        x = jnp.take(embed, tokens, axis=0, mode="clip").astype(jnp.float32)
+        if c.vocab_size <= _ONE_HOT_MAX_VOCAB:
+            # A one-hot matmul instead of a gather: exact in f32, its gradient is a matmul rather than a
+            # scatter-add (faster on CPU), and it shards over any mesh without gather resharding.
+            x = _mm("btv,vd->btd", jax.nn.one_hot(tokens, c.vocab_size, dtype=jnp.float32), embed, jnp.float32)
+        else:
+            x = jnp.take(embed, tokens, axis=0, mode="clip").astype(jnp.float32)
 
         half = c.head_dim // 2
         inv_freq = c.rope_base ** (-jnp.arange(half, dtype=jnp.float32) / half)

@@ -23,6 +23,8 @@ the value head and never expanded further.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -223,6 +225,8 @@ def mcts_policy(
     pb_c_init: float = 1.25,
     pb_c_base: float = 19652.0,
     temperature: float = 1.0,
+    rescale_values: bool = True,
+    qtransform: Callable | None = None,
 ) -> SearchOutput:
     """Batched token MCTS from `states` (leading axis B); pure, jit it at the call site.
 
@@ -244,6 +248,10 @@ def mcts_policy(
         decoding loop keeps one); then the prefix is not re-encoded. Ignored by evaluation="full".
       The rest are passed to mctx (gumbel: ``max_num_considered_actions``, ``gumbel_scale``; muzero:
         ``dirichlet_*``, ``pb_c_*``, ``temperature``).
+      rescale_values: mctx's default: min-max normalize Q among a node's children. False keeps Q on its
+        natural [-1, 1] scale, so small value differences (or an untrained value head's noise) stay small
+        instead of being stretched to [0, 1]; recommended for one-player tasks with 0/1 rewards.
+      qtransform: an explicit mctx Q transform (overrides `rescale_values`).
 
     Returns:
       ``SearchOutput(action [B] token ids, action_weights [B, A], root_value [B], search_tree)``;
@@ -308,6 +316,14 @@ def mcts_policy(
         invalid_actions=slots < 0,
         max_depth=depth_bound,
     )
+    if qtransform is None and not rescale_values:
+        qtransform = (
+            functools.partial(mctx.qtransform_completed_by_mix_value, rescale_values=False)
+            if algorithm == "gumbel"
+            else functools.partial(mctx.qtransform_by_min_max, min_value=-1.0, max_value=1.0)
+        )
+    if qtransform is not None:
+        common["qtransform"] = qtransform
     if algorithm == "gumbel":
         out = mctx.gumbel_muzero_policy(
             **common, max_num_considered_actions=max_num_considered_actions, gumbel_scale=gumbel_scale

@@ -1,0 +1,21 @@
+"""Connect four by AlphaZero self-play from scratch (no demonstrations)."""
+
+from jaxrl_reason.config import base_config
+
+
+def get_config():
+    c = base_config()
+    c.env_id = "connect-four-v0"
+    c.sft.steps = 0
+    c.total_steps = 4000
+    c.optim.learning_rate = 1e-3
+    c.selfplay.num_episodes = 128
+    c.selfplay.num_simulations = 32
+    c.selfplay.top_k = 7
+    c.selfplay.max_depth = 8
+    c.selfplay.updates_per_iteration = 4
+    c.selfplay.batch_size = 128
+    c.selfplay.replay_iterations = 8
+    c.checkpoint_every = 500
+    c.eval_every = 500
+    return c

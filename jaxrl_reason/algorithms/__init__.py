@@ -1,0 +1,1 @@
+"""Training algorithms: each is pure targets + loss functions; the training loop is shared."""

@@ -1,0 +1,71 @@
+"""AlphaZero expert iteration: the policy imitates the search, the value regresses to the outcome.
+
+Targets from a self-play :class:`~jaxrl_reason.types.Trajectory`: the search policy π at every step
+and ``z`` = the episode's final return for the player who was to move (so in two-player games the
+loser's steps get −1 and the winner's +1; in reasoning tasks ``z`` is the verifier's reward).
+Loss: ``CE(π, policy) + value_weight * (value - z)²`` (or the two-hot cross-entropy of a categorical
+value head), averaged over valid steps.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrl_reason.algorithms.common import gather_steps, masked_mean, step_positions
+from jaxrl_reason.models import two_hot
+from jaxrl_reason.types import Array, Trajectory
+
+
+def value_targets(traj: Trajectory) -> Array:
+    """[B, T] float32: the outcome of each episode seen by the player to move at each step."""
+    returns = traj.returns  # [B, P]
+    return jnp.take_along_axis(returns, traj.players, axis=1)
+
+
+def alphazero_loss(
+    logits: Array,
+    values: Array,
+    traj: Trajectory,
+    *,
+    value_weight: float = 1.0,
+    policy_weight: float | Array = 1.0,
+    value_logits: Array | None = None,
+) -> tuple[Array, dict]:
+    """Expert-iteration loss of a full forward over ``traj.tokens``.
+
+    Args:
+      logits: [B, L, A] policy logits of the full forward.
+      values: [B, L] value predictions of the full forward.
+      traj: self-play trajectories with ``policy [B, T, A]``.
+      value_weight: weight of the value regression.
+      policy_weight: weight of the policy cross-entropy (0 during a value warm-up).
+      value_logits: [B, L, bins] of a categorical value head: the value loss is then the
+        cross-entropy to the two-hot encoding of z instead of the squared error.
+    Returns:
+      ``(loss, metrics)``.
+    """
+    num_steps = traj.actions.shape[1]
+    pos = step_positions(traj.prompt_length, num_steps)
+    step_logits = gather_steps(logits, pos).astype(jnp.float32)  # [B, T, A]
+    step_values = gather_steps(values, pos).astype(jnp.float32)  # [B, T]
+    pi = traj.policy.astype(jnp.float32)
+    log_p = jax.nn.log_softmax(step_logits, axis=-1)
+    policy_ce = -(pi * log_p).sum(-1)
+    entropy_pi = -(pi * jnp.log(jnp.where(pi > 0, pi, 1.0))).sum(-1)
+    z = value_targets(traj)
+    if value_logits is None:
+        value_err = (step_values - z) ** 2
+    else:
+        step_vlogits = gather_steps(value_logits, pos).astype(jnp.float32)
+        value_err = optax.softmax_cross_entropy(step_vlogits, two_hot(z, value_logits.shape[-1]))
+    policy_loss = masked_mean(policy_ce, traj.valid)
+    value_loss = masked_mean(value_err, traj.valid)
+    loss = policy_weight * policy_loss + value_weight * value_loss
+    return loss, {
+        "loss": loss,
+        "policy_loss": policy_loss,
+        "policy_kl": policy_loss - masked_mean(entropy_pi, traj.valid),
+        "value_loss": value_loss,
+    }

@@ -1,0 +1,25 @@
+"""Pieces shared by the losses: gathering per-step predictions from a full forward."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxrl_reason.types import Array
+
+
+def step_positions(prompt_length: Array, num_steps: int) -> Array:
+    """[B, T] int32: the token position whose prediction chooses step t (``prompt_length + t - 1``)."""
+    return prompt_length[:, None] + jnp.arange(num_steps, dtype=jnp.int32)[None, :] - 1
+
+
+def gather_steps(x: Array, positions: Array) -> Array:
+    """``x [B, L, ...]`` at ``positions [B, T]`` -> ``[B, T, ...]`` (positions clipped into range)."""
+    positions = jnp.clip(positions, 0, x.shape[1] - 1)
+    idx = positions.reshape(positions.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, axis=1)
+
+
+def masked_mean(x: Array, mask: Array) -> Array:
+    """Mean of `x` over entries where `mask` is True (0 when none are)."""
+    mask = mask.astype(x.dtype)
+    return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)

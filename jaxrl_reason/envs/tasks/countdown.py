@@ -1,0 +1,481 @@
+"""``countdown-v0``: combine the given numbers with ``+ - * /`` to hit the target.
+
+Prompt ``"{n1},{n2},...:{target}"`` (e.g. ``"3,5,7:22"``). Answer: an infix expression over the
+characters ``0-9 + - * / ( )`` that uses every given number exactly once (as a multiset) and
+evaluates exactly to the target, e.g. ``"3*5+7"``. Rules (the JAX verifier and the Python reference
+implement the same ones; see docs/envs.md):
+
+* standard precedence (``* /`` over ``+ -``), left-associative, parentheses nest freely;
+* no unary minus, no implicit multiplication, no spaces or other characters;
+* a number literal is canonical (no leading zero) with at most as many digits as ``max_number``;
+* ``/`` must divide exactly (a remainder, or division by zero, makes the answer wrong);
+* every intermediate value must satisfy ``|v| <= VALUE_BOUND`` (10**6), so int32 never overflows;
+  negative intermediates are allowed.
+
+Problems are reachable by construction: numbers are drawn uniformly, then random pairs are combined
+with random valid operations (intermediates kept in ``[1, max_target]``, ``-`` only when positive,
+``/`` only when exact) until one value is left: the target. Demonstration: the operations of a
+solution (found by a memoized search over pairwise combinations), then the expression::
+
+    5*3=15,15+7=22,<ans>5*3+7
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl_reason.envs.tasks import _text
+from jaxrl_reason.envs.tasks.base import ReasoningTask, as_problem_dict_value
+from jaxrl_reason.types import Array, PRNGKey, Problem
+
+VALUE_BOUND = 10**6  # |intermediate| above this makes an answer wrong (int32-safe: checked before it overflows)
+MAX_NUMBERS = 6
+OPS = "+-*/()"
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+_NUM_TRIES = 4  # candidate trees per problem; the first whose target is not trivial is kept
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _binop(op: str, a: int, b: int) -> int:
+    """Python twin of the verifier's arithmetic (raises _Invalid)."""
+    if op == "+":
+        r = a + b
+    elif op == "-":
+        r = a - b
+    elif op == "*":
+        r = a * b
+    else:
+        if b == 0 or a % b:
+            raise _Invalid("division by zero or not exact")
+        r = a // b
+    if abs(r) > VALUE_BOUND:
+        raise _Invalid("intermediate value out of bounds")
+    return r
+
+
+def evaluate_text(text: str, max_literal_digits: int) -> tuple[int, list[int]] | None:
+    """Python reference evaluator (recursive descent, never eval): ``(value, literals)`` or None."""
+    tokens, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c in _text.DIGITS:
+            j = i
+            while j < len(text) and text[j] in _text.DIGITS:
+                j += 1
+            value = _text.parse_decimal_text(text[i:j], max_literal_digits)
+            if value is None:
+                return None
+            tokens.append(value)
+            i = j
+        elif c in OPS:
+            tokens.append(c)
+            i += 1
+        else:
+            return None
+    literals: list[int] = []
+    pos = 0
+
+    def peek():
+        return tokens[pos] if pos < len(tokens) else None
+
+    def factor() -> int:
+        nonlocal pos
+        t = peek()
+        if isinstance(t, int):
+            pos += 1
+            literals.append(t)
+            return t
+        if t == "(":
+            pos += 1
+            v = expr()
+            if peek() != ")":
+                raise _Invalid("missing )")
+            pos += 1
+            return v
+        raise _Invalid(f"unexpected {t!r}")
+
+    def chain(sub, ops) -> int:
+        nonlocal pos
+        v = sub()
+        while peek() in ops:
+            op = tokens[pos]
+            pos += 1
+            v = _binop(op, v, sub())
+        return v
+
+    def term() -> int:
+        return chain(factor, ("*", "/"))
+
+    def expr() -> int:
+        return chain(term, ("+", "-"))
+
+    try:
+        value = expr()
+    except _Invalid:
+        return None
+    if pos != len(tokens):
+        return None
+    return value, literals
+
+
+def solve(numbers: list[int], target: int, max_value: int):
+    """A solution as ``(steps, expression)``, or None: memoized search over pairwise combinations.
+
+    Intermediates stay in ``[1, max_value]``; ``steps`` are ``(a, op, b, result)`` with ``a >= b``.
+    """
+    failed: set[tuple[int, ...]] = set()
+
+    def search(items):
+        if len(items) == 1:
+            return [] if items[0][0] == target else None
+        key = tuple(sorted(v for v, _ in items))
+        if key in failed:
+            return None
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                (a, ea), (b, eb) = sorted((items[i], items[j]), key=lambda x: -x[0])
+                rest = [x for k, x in enumerate(items) if k not in (i, j)]
+                for op, r in (("+", a + b), ("-", a - b), ("*", a * b), ("/", a // b if a % b == 0 else 0)):
+                    if not 1 <= r <= max_value:
+                        continue
+                    found = search([*rest, (r, (op, ea, eb))])
+                    if found is not None:
+                        return [(a, op, b, r), *found]
+        failed.add(key)
+        return None
+
+    items = [(v, v) for v in numbers]
+    steps = search(items)
+    if steps is None:
+        return None
+    # Rebuild the expression tree along the steps (values identify the items in play).
+    pool = list(items)
+    for a, op, b, r in steps:
+        ia = next(k for k, x in enumerate(pool) if x[0] == a)
+        ea = pool.pop(ia)[1]
+        ib = next(k for k, x in enumerate(pool) if x[0] == b)
+        eb = pool.pop(ib)[1]
+        pool.append((r, (op, ea, eb)))
+    return steps, _render_expr(pool[0][1])
+
+
+def _render_expr(node) -> str:
+    if isinstance(node, int):
+        return str(node)
+    op, left, right = node
+    ls, rs = _render_expr(left), _render_expr(right)
+    if isinstance(left, tuple) and _PREC[left[0]] < _PREC[op]:
+        ls = f"({ls})"
+    if isinstance(right, tuple):
+        rp = _PREC[right[0]]
+        assoc_ok = op == "+" or (op == "*" and right[0] == "*")
+        if rp < _PREC[op] or (rp == _PREC[op] and not assoc_ok):
+            rs = f"({rs})"
+    return ls + op + rs
+
+
+class _Parse(NamedTuple):
+    total: Array  # the current parenthesis level's frame: sum so far,
+    term: Array  # product/quotient so far,
+    addop: Array  # pending + (1) or - (2), 0 before the first one,
+    mulop: Array  # pending * (3) or / (4), 0 when the next factor starts a new term
+    stack: Array  # [S, 4] int32 frames of the enclosing levels
+    depth: Array
+    used: Array  # [K] bool: numbers consumed by literals
+    expect: Array  # an operand (number or "(") must come next
+    in_num: Array
+    num: Array
+    num_len: Array
+    lead0: Array
+    err: Array
+    value: Array  # the result, set at the end
+
+
+class Countdown(ReasoningTask):
+    """Reach a target from ``num_numbers`` numbers with ``+ - * /`` (see module docstring).
+
+    Problem pytree: ``{"numbers": [K] int32`` (0-padded), ``"count": [] int32, "target": [] int32}``
+    with ``K`` the largest count. Difficulty: ``num_numbers`` an int or ``(min, max)`` range within
+    ``[2, 6]`` (default 4), ``max_number`` in ``[1, 999]`` (default 25; numbers are uniform in
+    ``[1, max_number]``), ``max_target`` in ``[1, 99999]`` (default 999; also bounds every intermediate
+    of the generator and of the demonstrations).
+    """
+
+    env_id = "countdown-v0"
+    response_alphabet = _text.DIGITS + OPS + "=,"
+
+    def __init__(
+        self,
+        *,
+        num_numbers: int | tuple[int, int] = 4,
+        max_number: int = 25,
+        max_target: int = 999,
+        tokenizer=None,
+        max_response_length: int | None = None,
+    ):
+        self.min_numbers, self.max_numbers = _text.check_range("num_numbers", num_numbers, 2, MAX_NUMBERS)
+        self.max_number = _text.check_int("max_number", max_number, 1, 999)
+        self.max_target = _text.check_int("max_target", max_target, 1, 99_999)
+        self._dn, self._dt = _text.num_digits(self.max_number), _text.num_digits(self.max_target)
+        n, dv = self.max_numbers, max(self._dn, self._dt)
+        step = dv + 1 + dv + 1 + self._dt + 1  # "a*b=c,"
+        answer = n * self._dn + (n - 1) + 2 * (n - 2)  # literals, operators, at most n-2 paren pairs
+        self.default_max_response_length = (n - 1) * step + 1 + answer + 1
+        super().__init__(tokenizer=tokenizer, max_response_length=max_response_length)
+        tok = self.tokenizer
+        self._op_codes = np.zeros((tok.vocab_size,), np.int32)
+        for code, c in enumerate(OPS, start=1):
+            self._op_codes[tok.id_of(c)] = code
+        self._sample_trees = jax.vmap(self._sample_tree, in_axes=(None, 0, 0, 0))
+        _text.jit_task_hooks(self)
+
+    @property
+    def max_prompt_length(self) -> int:
+        return 1 + self.max_numbers * (self._dn + 1) - 1 + 1 + self._dt
+
+    # -- sampling -----------------------------------------------------------------------------------
+    def _sample_tree(self, count: Array, numbers: Array, pair_scores: Array, op_scores: Array):
+        """Combines random pairs with random valid operations until one value is left (the target).
+
+        ``numbers [K]``, ``pair_scores [K-1, K]``, ``op_scores [K-1, 4]``: uniform random ints.
+        """
+        k, cap = self.max_numbers, self.max_target
+        numbers = jnp.where(jnp.arange(k) < count, numbers, 0)
+
+        def combine(carry, scores):
+            vals, alive = carry
+            pair, ops = scores
+            live = alive.sum() >= 2
+            scores = jnp.where(alive, pair, -1)
+            i = jnp.argmax(scores)
+            j = jnp.argmax(scores.at[i].set(-2))
+            a, b = jnp.maximum(vals[i], vals[j]), jnp.minimum(vals[i], vals[j])
+            b1 = jnp.maximum(b, 1)
+            results = jnp.stack([a + b, a - b, a * b, a // b1])
+            valid = jnp.stack([a + b <= cap, a > b, a <= cap // b1, a % b1 == 0])
+            op = jnp.argmax(jnp.where(valid, ops, -1))
+            vals = jnp.where(live, vals.at[i].set(results[op]), vals)
+            alive = jnp.where(live, alive.at[j].set(False), alive)
+            return (vals, alive), None
+
+        (vals, alive), _ = jax.lax.scan(combine, (numbers, jnp.arange(k) < count), (pair_scores, op_scores))
+        return numbers, vals[jnp.argmax(alive)]
+
+    def sample_problem(self, key: PRNGKey) -> Problem:
+        k, t = self.max_numbers, _NUM_TRIES
+        count, numbers, pair_scores, op_scores = _text.uniform_ints(
+            key,
+            [
+                (self.min_numbers, k + 1, ()),
+                (1, self.max_number + 1, (t, k)),
+                (0, 2**20, (t, k - 1, k)),
+                (0, 2**20, (t, k - 1, 4)),
+            ],
+        )
+        numbers, targets = self._sample_trees(count, numbers, pair_scores, op_scores)
+        # Prefer a target that is not one of the numbers and not 1 (else keep the last try).
+        trivial = (targets <= 1) | jnp.any(numbers == targets[:, None], axis=1)
+        pick = jnp.where(trivial.all(), t - 1, jnp.argmax(~trivial))
+        return {"numbers": numbers[pick], "count": count, "target": targets[pick]}
+
+    # -- prompt -------------------------------------------------------------------------------------
+    def _render_prompt(self, problem: Problem) -> tuple[Array, Array]:
+        tok = self.tokenizer
+        ids, lengths = jax.vmap(lambda v: _text.render_int(v, self._dn, tok))(problem["numbers"])
+        width = self.max_numbers * (self._dn + 1) - 1
+        numbers = _text.join_spans(ids, lengths, problem["count"], _text.const_span(",", tok), width, tok.pad_id)
+        spans = [numbers, _text.const_span(":", tok), _text.render_int(problem["target"], self._dt, tok)]
+        return _text.pack(spans, self.max_prompt_length - 1, tok.pad_id)
+
+    def _prompt_text_reference(self, problem_dict: dict) -> str:
+        return ",".join(map(str, problem_dict["numbers"])) + f":{problem_dict['target']}"
+
+    # -- verification -------------------------------------------------------------------------------
+    def evaluate(self, answer: Array, answer_length: Array, numbers: Array, count: Array):
+        """Parses and evaluates the infix expression ``answer[:answer_length]`` (pure JAX).
+
+        One ``lax.scan`` step per token. The parser keeps, per parenthesis level, a frame
+        ``(sum, term, pending +/-, pending * or /)`` exactly as a recursive-descent parser would
+        (``expr := term (+|- term)*``, ``term := factor (*|/ factor)*``), so it performs the same
+        binary operations in the same order; frames of enclosing levels wait on a ``[S, 4]`` stack.
+        Each literal consumes an equal, unused entry of ``numbers[:count]``.
+
+        Returns ``(ok [] bool, value [] int32, all_used [] bool)``: ``ok`` is False on a syntax or
+        literal error, an inexact division, division by zero, an intermediate beyond VALUE_BOUND, or a
+        literal matching no unused number. Python twin: :func:`evaluate_text`.
+        """
+        size = answer.shape[0]
+        s = size + 1
+        k = numbers.shape[0]
+        digit_table = jnp.asarray(_text.digit_values(self.tokenizer))
+        op_table = jnp.asarray(self._op_codes)
+        end_code = 7
+        max_digits = self._dn
+        live = jnp.arange(k) < count
+
+        def binop(code, a, b):
+            """code 1..4 = + - * /; returns (result, bad). Overflow-free: checks before multiplying."""
+            mul_ok = (b == 0) | (jnp.abs(a) <= VALUE_BOUND // jnp.maximum(jnp.abs(b), 1))
+            b_safe = jnp.where(b == 0, 1, b)
+            q = a // b_safe
+            div_ok = (b != 0) & (q * b_safe == a)
+            r = jnp.select([code == 1, code == 2, code == 3], [a + b, a - b, jnp.where(mul_ok, a * b, 0)], q)
+            bad = ((code == 3) & ~mul_ok) | ((code == 4) & ~div_ok) | (jnp.abs(r) > VALUE_BOUND)
+            return r, bad
+
+        def feed(frame, v):
+            """A factor's value arrives: start a term or apply the pending * or /."""
+            total, term, addop, mulop = frame
+            r, bad = binop(mulop, term, v)
+            return (total, jnp.where(mulop == 0, v, r), addop, jnp.int32(0)), (mulop != 0) & bad
+
+        def combine(frame):
+            """sum (pending + or -) term: the value of the level so far."""
+            total, term, addop, _ = frame
+            r, bad = binop(addop, total, term)
+            return jnp.where(addop == 0, term, r), (addop != 0) & bad
+
+        def select(pred, a, b):
+            return tuple(jnp.where(pred, x, y) for x, y in zip(a, b, strict=True))
+
+        def body(st: _Parse, x):
+            i, t = x
+            active = i <= answer_length
+            at_end = i == answer_length
+            t_safe = jnp.clip(t, 0, self.tokenizer.vocab_size - 1)
+            d = jnp.where(at_end, -1, digit_table[t_safe])
+            code = jnp.where(at_end, end_code, op_table[t_safe])
+            is_digit = d >= 0
+            frame = (st.total, st.term, st.addop, st.mulop)
+
+            # A digit continues or starts a literal (a digit right after ")" is an error).
+            cont = st.in_num
+            digit_err = jnp.where(cont, st.lead0 | (st.num_len >= max_digits), ~st.expect)
+
+            # Anything else first closes a pending literal: it is a factor and must match a number.
+            flush = ~is_digit & st.in_num
+            fed, e_feed = feed(frame, st.num)
+            frame = select(flush, fed, frame)
+            match = (numbers == st.num) & ~st.used & live
+            used = st.used | (flush & (jnp.arange(k) == jnp.argmax(match)) & match.any())
+            err = st.err | (flush & (e_feed | ~match.any()))
+            expect = st.expect & ~flush
+
+            is_add, is_mul = (code == 1) | (code == 2), (code == 3) | (code == 4)
+            is_lp, is_rp, is_end = code == 5, code == 6, code == end_code
+            value, e_comb = combine(frame)
+            # "(": save this level's frame, start a fresh one.
+            depth = jnp.clip(st.depth, 0, s - 1)
+            pushed = jnp.stack(frame)
+            stack = st.stack.at[depth].set(jnp.where(active & ~is_digit & is_lp, pushed, st.stack[depth]))
+            # ")": close the level and feed its value to the enclosing frame.
+            parent = tuple(st.stack[jnp.clip(st.depth - 1, 0, s - 1)])
+            closed, e_close = feed(parent, value)
+
+            zero = jnp.int32(0)
+            new = frame
+            new = select(is_add, (value, frame[1], code, frame[3]), new)
+            new = select(is_mul, (frame[0], frame[1], frame[2], code), new)
+            new = select(is_lp, (zero, zero, zero, zero), new)
+            new = select(is_rp, closed, new)
+            err = err | (is_add & (expect | e_comb)) | (is_mul & expect) | (is_lp & ~expect)
+            err = err | (is_rp & (expect | (st.depth == 0) | e_comb | e_close))
+            err = err | (is_end & (expect | (st.depth != 0) | e_comb))
+            err = err | (code == 0)  # any other character
+            nondigit = _Parse(
+                total=new[0],
+                term=new[1],
+                addop=new[2],
+                mulop=new[3],
+                stack=stack,
+                depth=st.depth + is_lp.astype(jnp.int32) - is_rp.astype(jnp.int32),
+                used=used,
+                expect=jnp.where(is_rp, False, expect | is_add | is_mul | is_lp),
+                in_num=jnp.bool_(False),
+                num=st.num,
+                num_len=st.num_len,
+                lead0=st.lead0,
+                err=err,
+                value=jnp.where(is_end, value, st.value),
+            )
+            digit = st._replace(
+                in_num=jnp.bool_(True),
+                num=jnp.where(cont, st.num * 10 + d, d),
+                num_len=jnp.where(cont, st.num_len + 1, 1),
+                lead0=jnp.where(cont, st.lead0, d == 0),
+                err=st.err | digit_err,
+            )
+            nxt = jax.tree.map(lambda a, b: jnp.where(is_digit, a, b), digit, nondigit)
+            nxt = jax.tree.map(lambda a, b: jnp.where(active, a, b), nxt, st)
+            # The stack's only write is already conditioned: no O(S) select per token.
+            return nxt._replace(stack=stack), None
+
+        zero = jnp.int32(0)
+        init = _Parse(
+            total=zero,
+            term=zero,
+            addop=zero,
+            mulop=zero,
+            stack=jnp.zeros((s, 4), jnp.int32),
+            depth=zero,
+            used=jnp.zeros((k,), bool),
+            expect=jnp.bool_(True),
+            in_num=jnp.bool_(False),
+            num=zero,
+            num_len=zero,
+            lead0=jnp.bool_(False),
+            err=jnp.bool_(False),
+            value=zero,
+        )
+        tokens = jnp.concatenate([answer.astype(jnp.int32), jnp.asarray([self.tokenizer.pad_id], jnp.int32)])
+        st, _ = jax.lax.scan(body, init, (jnp.arange(size + 1), tokens))
+        return ~st.err, st.value, jnp.all(st.used | ~live)
+
+    def _check_answer(self, problem: Problem, answer: Array, answer_length: Array) -> Array:
+        ok, value, all_used = self.evaluate(answer, answer_length, problem["numbers"], problem["count"])
+        return ok & all_used & (value == problem["target"])
+
+    def _check_answer_text(self, problem_dict: dict, answer: str) -> bool:
+        result = evaluate_text(answer, self._dn)
+        if result is None:
+            return False
+        value, literals = result
+        return sorted(literals) == sorted(problem_dict["numbers"]) and value == problem_dict["target"]
+
+    # -- dicts and demonstrations -------------------------------------------------------------------
+    def problem_to_dict(self, problem: Problem) -> dict:
+        n = int(problem["count"])
+        return {
+            "numbers": as_problem_dict_value(np.asarray(problem["numbers"])[:n]),
+            "target": as_problem_dict_value(problem["target"]),
+        }
+
+    def problem_from_dict(self, problem_dict: dict) -> Problem:
+        _text.check_keys("countdown", problem_dict, ("numbers", "target"))
+        numbers = problem_dict["numbers"]
+        if not isinstance(numbers, (list, tuple)) or not 2 <= len(numbers) <= self.max_numbers:
+            raise ValueError(f"countdown 'numbers' must be a list of 2..{self.max_numbers} ints, got {numbers!r}")
+        values = [_text.check_int("countdown number", v, 1, self.max_number) for v in numbers]
+        target = _text.check_int("countdown 'target'", problem_dict["target"], 1, self.max_target)
+        padded = np.zeros((self.max_numbers,), np.int32)
+        padded[: len(values)] = values
+        return {"numbers": jnp.asarray(padded), "count": jnp.int32(len(values)), "target": jnp.int32(target)}
+
+    def demonstration(self, problem_dict: dict) -> str:
+        """Steps ``"a*b=c,"`` of a solution, then ``<ans>`` and its expression; ValueError if unsolvable."""
+        self.problem_from_dict(problem_dict)
+        found = solve(list(problem_dict["numbers"]), problem_dict["target"], self.max_target)
+        if found is None:
+            raise ValueError(
+                f"countdown problem {problem_dict} has no solution with intermediates in [1, {self.max_target}]"
+            )
+        steps, expression = found
+        reasoning = "".join(f"{a}{op}{b}={r}," for a, op, b, r in steps)
+        return reasoning + self.tokenizer.answer_marker + expression

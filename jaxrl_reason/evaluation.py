@@ -1,0 +1,206 @@
+"""Held-out evaluation and the playable :class:`Agent`.
+
+    python -m jaxrl_reason.evaluate --workdir DIR [--method greedy|sample|mcts] [--num_simulations N]
+
+prints JSON metrics of the latest checkpoint on the run's held-out problems (the same set the
+training loop evaluates on: sampled from the run's seed, disjoint from its demonstration set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxrl_reason.checkpoint import Checkpointer
+from jaxrl_reason.data import run_problem_sets, stack_problems
+from jaxrl_reason.envs.registry import make
+from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig, rollout
+from jaxrl_reason.selfplay import selfplay
+from jaxrl_reason.types import EnvState
+
+METHODS = ("greedy", "sample", "mcts")
+
+
+@dataclasses.dataclass
+class Agent:
+    """A trained policy-value network bound to its env, ready to act on batches of states."""
+
+    model: PolicyValueTransformer
+    params: Any
+    env: Any
+    config: Any = None
+    _jitted: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, workdir: str, *, step: int | None = None) -> Agent:
+        """Restores params, model config and env from a run's checkpoint (default: the latest)."""
+        from jaxrl_reason.training import build_optimizer, init_state  # the state layout lives there
+
+        with Checkpointer(workdir) as ckpt:
+            meta = ckpt.restore_meta(step)
+            config = ml_collections.ConfigDict(meta["config"])
+            env = make(meta["env_id"], **meta["env_kwargs"])
+            model = PolicyValueTransformer(TransformerConfig(**meta["model"]))
+            abstract = jax.eval_shape(lambda: init_state(config, env, model, build_optimizer(config)))
+            state, _ = ckpt.restore(abstract, step)
+        return cls(model=model, params=state.params, env=env, config=config)
+
+    def act(
+        self,
+        key: jax.Array,
+        states: EnvState,
+        *,
+        method: str = "mcts",
+        num_simulations: int = 32,
+        top_k: int = 16,
+        temperature: float = 0.0,
+    ) -> jax.Array:
+        """Actions ``[B]`` for a batch of states: search (``"mcts"``), ``"greedy"`` or ``"sample"``."""
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        fn = self._fn(
+            ("act", method, num_simulations, top_k, temperature),
+            self._make_act,
+            method,
+            num_simulations,
+            top_k,
+            temperature,
+        )
+        return fn(self.params, states, key)
+
+    def _make_act(self, method, num_simulations, top_k, temperature):
+        from jaxrl_reason.search import mcts_policy
+
+        model, env = self.model, self.env
+
+        def act(params, states, key):
+            if method == "mcts":
+                out = mcts_policy(model, params, env, states, key, num_simulations=num_simulations, top_k=top_k)
+                return out.action if temperature else jnp.argmax(out.action_weights, -1).astype(jnp.int32)
+            pos = states.length - 1
+            logits, _ = model.apply(params, states.tokens)
+            logits = jnp.take_along_axis(logits, pos[:, None, None], 1)[:, 0]
+            logits = jnp.where(states.legal_action_mask, logits, -jnp.inf)
+            if method == "greedy":
+                return jnp.argmax(logits, -1).astype(jnp.int32)
+            return jax.random.categorical(key, logits / max(temperature, 1e-6) if temperature else logits).astype(
+                jnp.int32
+            )
+
+        return jax.jit(act)
+
+    def _fn(self, cache_key, factory, *args):
+        if cache_key not in self._jitted:
+            self._jitted[cache_key] = factory(*args)
+        return self._jitted[cache_key]
+
+
+def evaluate(
+    agent: Agent,
+    env,
+    problems: list[dict],
+    *,
+    method: str = "greedy",
+    num_simulations: int = 16,
+    top_k: int = 16,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict:
+    """Accuracy of `agent` on reasoning `problems` (dicts), solved with `method`.
+
+    Problems are solved in padded batches of `batch_size` (one compile). Returns ``accuracy``
+    (mean verifier reward), ``num_problems``, ``mean_response_tokens``, ``tokens_generated``,
+    ``method`` (and ``num_simulations`` for MCTS).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not problems:
+        raise ValueError("evaluate() needs at least one problem")
+    fn = agent._fn(
+        ("solve", method, num_simulations, top_k), _make_solver, agent.model, env, method, num_simulations, top_k
+    )
+    rewards, lengths = [], []
+    for start in range(0, len(problems), batch_size):
+        chunk = problems[start : start + batch_size]
+        padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+        states = jax.vmap(env.init_from_problem)(stack_problems(env, padded))
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), start)
+        final = jax.device_get(fn(agent.params, states, key))
+        n = len(chunk)
+        rewards.append(np.asarray(final.rewards)[:n, 0])
+        lengths.append(np.asarray(final.length - final.prompt_length)[:n])
+    rewards, lengths = np.concatenate(rewards), np.concatenate(lengths)
+    out = {
+        "accuracy": float((rewards == 1.0).mean()),
+        "mean_reward": float(rewards.mean()),
+        "num_problems": len(problems),
+        "mean_response_tokens": float(lengths.mean()),
+        "tokens_generated": int(lengths.sum()),
+        "method": method,
+    }
+    if method == "mcts":
+        out["num_simulations"] = num_simulations
+    return out
+
+
+def _make_solver(model, env, method, num_simulations, top_k):
+    def solve(params, states, key):
+        if method == "mcts":
+            traj = selfplay(
+                model, params, env, states, key, num_simulations=num_simulations, top_k=top_k, temperature=0.0
+            )
+        else:
+            traj = rollout(model, params, env, states, key, greedy=method == "greedy")
+        final = traj.final_state
+        # report the reward the episode ended with (rewards of the final transition are in the trajectory)
+        return final.replace(rewards=traj.returns)
+
+    return jax.jit(solve)
+
+
+def heldout_problems(env, config) -> list[dict]:
+    """The held-out problem set of a run (the same set the training loop evaluates on)."""
+    return run_problem_sets(env, config.seed, config.sft.num_examples, config.eval.num_problems)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jaxrl_reason.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--method", choices=METHODS, default=None, help="default: the run's eval.method")
+    parser.add_argument("--num_simulations", type=int, default=None)
+    parser.add_argument("--num_problems", type=int, default=None)
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        agent = Agent.load(args.workdir, step=args.step)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    config = agent.config
+    if args.num_problems:
+        config.eval.num_problems = args.num_problems
+    method = args.method or config.eval.method
+    sims = args.num_simulations or config.eval.num_simulations
+    metrics = evaluate(
+        agent,
+        agent.env,
+        heldout_problems(agent.env, config),
+        method=method,
+        num_simulations=sims,
+        batch_size=config.eval.batch_size,
+        seed=config.seed,
+    )
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

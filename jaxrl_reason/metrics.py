@@ -1,0 +1,90 @@
+"""Metrics: JSONL + TensorBoard event files under the workdir, and PNG learning curves."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+
+class MetricsWriter:
+    """Appends ``{"step", "phase", **metrics}`` lines to ``<workdir>/metrics.jsonl`` and TensorBoard.
+
+    Only the writing process (``jax.process_index() == 0``) should create one with ``enabled=True``.
+    """
+
+    def __init__(self, workdir: str, *, enabled: bool = True, tensorboard: bool = True):
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            os.makedirs(workdir, exist_ok=True)
+            if tensorboard:
+                from tensorboardX import SummaryWriter
+
+                self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, metrics: Mapping[str, Any], *, phase: str = "train") -> None:
+        if not self.enabled:
+            return
+        clean = {k: _scalar(v) for k, v in metrics.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": int(step), "phase": phase, **clean}) + "\n")
+        if self._tb is not None:
+            for k, v in clean.items():
+                if isinstance(v, (int, float)):
+                    self._tb.add_scalar(f"{phase}/{k}", v, int(step))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, (str, bool, int, float)) or v is None:
+        return v
+    arr = np.asarray(v)
+    return arr.item() if arr.size == 1 else arr.tolist()
+
+
+def read_metrics(workdir: str) -> list[dict]:
+    """All records of ``<workdir>/metrics.jsonl`` (empty list if none)."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_learning_curves(workdir: str, *, filename: str = "learning_curves.png") -> str | None:
+    """Writes a PNG of held-out accuracy and training loss against steps; returns its path."""
+    records = read_metrics(workdir)
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    evals = [r for r in records if r["phase"] == "eval" and "accuracy" in r]
+    if evals:
+        ax_acc.plot([r["step"] for r in evals], [r["accuracy"] for r in evals], "o-")
+    ax_acc.set(xlabel="step", ylabel="held-out accuracy", ylim=(-0.02, 1.02), title="Held-out accuracy")
+    for phase in sorted({r["phase"] for r in records if "loss" in r}):
+        rows = [r for r in records if r["phase"] == phase and "loss" in r]
+        ax_loss.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=phase)
+    ax_loss.set(xlabel="step", ylabel="loss", title="Training loss")
+    if ax_loss.lines:
+        ax_loss.legend()
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(workdir, filename)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""Wrapper: ``python scripts/train.py --config configs/default.py --workdir DIR [--config.key=value ...]``."""
+
+import sys
+
+from jaxrl_reason.training import main
+
+if __name__ == "__main__":
+    sys.exit(main())

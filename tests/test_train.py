@@ -1,0 +1,172 @@
+"""The main job end to end on tiny configs: resume after kill -9 is bit-identical, same seed gives
+the same params, bad input and NaNs stop with one clear message and keep the last good checkpoint."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxrl_reason.checkpoint import Checkpointer
+from jaxrl_reason.config import base_config, validate
+from jaxrl_reason.evaluation import Agent, evaluate, heldout_problems
+from jaxrl_reason.training import KILL_AT_STEP_ENV, TrainingError, main, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**changes):
+    c = base_config()
+    c.env_id = "addition-v0"
+    c.env_kwargs.num_digits = 1
+    c.model.overrides.d_model = 32
+    c.model.overrides.num_layers = 1
+    c.model.overrides.num_heads = 2
+    c.model.overrides.mlp_dim = 64
+    c.total_steps = 8
+    c.sft.steps = 4
+    c.sft.batch_size = 8
+    c.sft.num_examples = 32
+    c.selfplay.num_episodes = 4
+    c.selfplay.num_simulations = 4
+    c.selfplay.top_k = 4
+    c.selfplay.max_depth = 4
+    c.selfplay.updates_per_iteration = 2
+    c.selfplay.batch_size = 4
+    c.selfplay.replay_iterations = 2
+    c.eval.num_problems = 8
+    c.eval.batch_size = 8
+    c.checkpoint_every = 4
+    c.eval_every = 8
+    c.log_every = 1
+    c.optim.warmup_steps = 2
+    for k, v in changes.items():
+        node = c
+        *parents, leaf = k.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = v
+    validate(c)
+    return c
+
+
+CONFIG_FILE = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_train import tiny_config
+def get_config():
+    return tiny_config()
+"""
+
+
+def _params(workdir, step=None):
+    with Checkpointer(workdir) as ck:
+        return Agent.load(workdir, step=step).params, ck.all_steps()
+
+
+def _assert_same(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resume_after_kill_is_bit_identical_and_same_seed_same_params(tmp_path):
+    cfg_path = tmp_path / "tiny.py"
+    cfg_path.write_text(CONFIG_FILE.format(tests=os.path.join(ROOT, "tests")))
+    # Run B: a separate process, SIGKILLed right after its step-4 checkpoint (half way).
+    env = {**os.environ, KILL_AT_STEP_ENV: "4", "PYTHONPATH": ROOT}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jaxrl_reason.train",
+            "--config",
+            str(cfg_path),
+            "--workdir",
+            str(tmp_path / "b"),
+            "--no-progress",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == -9, proc.stderr.decode()[-3000:]
+    # Run A: uninterrupted, in this process.
+    summary = train(tiny_config(), str(tmp_path / "a"), progress=False)
+    assert summary["step"] == 8 and 0.0 <= summary["accuracy"] <= 1.0
+    # Same seed, two processes: identical params at the half-way checkpoint.
+    _assert_same(_params(tmp_path / "a", 4)[0], _params(tmp_path / "b", 4)[0])
+    # Resume B (SFT phase done, self-play phase and replay restored) and finish.
+    train(tiny_config(), str(tmp_path / "b"), progress=False)
+    params_a, steps_a = _params(tmp_path / "a")
+    params_b, steps_b = _params(tmp_path / "b")
+    assert steps_a == steps_b == [4, 8]
+    _assert_same(params_a, params_b)
+
+
+def test_training_writes_metrics_plots_and_a_playable_agent(tmp_path):
+    train(tiny_config(total_steps=4, sft__steps=4, checkpoint_every=2, eval_every=2), str(tmp_path), progress=False)
+    names = set(os.listdir(tmp_path))
+    assert {"metrics.jsonl", "learning_curves.png", "config.json", "checkpoints", "tensorboard"} <= names
+    agent = Agent.load(str(tmp_path))
+    problems = heldout_problems(agent.env, agent.config)
+    out = evaluate(agent, agent.env, problems, method="greedy", batch_size=8)
+    assert out["num_problems"] == 8 and 0.0 <= out["accuracy"] <= 1.0
+    states = jax.vmap(agent.env.init)(jax.random.split(jax.random.PRNGKey(0), 3))
+    actions = np.asarray(agent.act(jax.random.PRNGKey(1), states, method="greedy"))
+    assert actions.shape == (3,) and np.asarray(states.legal_action_mask)[np.arange(3), actions].all()
+
+
+def test_nan_stops_with_clear_error_and_keeps_last_good_checkpoint(tmp_path):
+    config = tiny_config(total_steps=6, sft__steps=6, checkpoint_every=1, eval_every=100)
+    config.optim.learning_rate = 1e38  # diverges within a few steps
+    config.optim.grad_clip = 1e38
+    with pytest.raises(TrainingError, match="non-finite"):
+        train(config, str(tmp_path), progress=False)
+    params, steps = _params(tmp_path)
+    assert steps, "no checkpoint was kept"
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.py"
+    cfg.write_text("from jaxrl_reason.config import base_config\ndef get_config():\n    return base_config()\n")
+    assert main(["--config", str(cfg), "--workdir", str(tmp_path / "w"), "--config.total_stepz=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "did you mean 'total_steps'" in err
+    assert main(["--config", str(cfg), "--workdir", str(tmp_path / "w"), "--config.env_id=nope-v0"]) == 2
+    assert "unknown env id 'nope-v0'; registered: " in capsys.readouterr().err
+
+
+def test_resuming_with_a_different_env_is_refused(tmp_path):
+    train(tiny_config(total_steps=2, sft__steps=2, checkpoint_every=2, eval_every=100), str(tmp_path), progress=False)
+    with pytest.raises(ValueError, match="holds a run with env_kwargs"):
+        train(tiny_config(total_steps=4, sft__steps=2, env_kwargs__num_digits=2), str(tmp_path), progress=False)
+
+
+def test_value_warmup_trains_only_the_value_head():
+    from jaxrl_reason.envs.registry import make
+    from jaxrl_reason.training import VALUE_HEAD_PARAMS, build_model, build_optimizer, init_state, make_train_fns
+
+    config = tiny_config(total_steps=4, sft__steps=0, selfplay__value_warmup_steps=2)
+    config.optim.weight_decay = 0.0  # decoupled weight decay would shrink frozen params too
+    env = make(config.env_id, **config.env_kwargs)
+    model = build_model(config, env)
+    tx = build_optimizer(config)
+    fns = make_train_fns(config, env, model, tx)
+    state, _ = fns.selfplay_iteration(init_state(config, env, model, tx))
+    before = jax.device_get(state.params)
+    assert set(VALUE_HEAD_PARAMS) <= set(before)
+    for _ in range(2):  # both inside the warm-up
+        state, _ = fns.rl_update(state)
+    after = jax.device_get(state.params)
+    for name in before:
+        changed = any(
+            not np.array_equal(a, b)
+            for a, b in zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name]), strict=True)
+        )
+        assert changed == (name in VALUE_HEAD_PARAMS), name
+    state, _ = fns.rl_update(state)  # after the warm-up the policy trains too
+    assert not np.array_equal(jax.device_get(state.params)["policy_head"], after["policy_head"])

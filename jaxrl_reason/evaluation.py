@@ -62,28 +62,52 @@ class Agent:
         num_simulations: int = 32,
         top_k: int = 16,
         temperature: float = 0.0,
+        rescale_values: bool | None = None,
     ) -> jax.Array:
-        """Actions ``[B]`` for a batch of states: search (``"mcts"``), ``"greedy"`` or ``"sample"``."""
+        """Actions ``[B]`` for a batch of states: search (``"mcts"``), ``"greedy"`` or ``"sample"``.
+
+        `rescale_values` (MCTS Q rescaling, see :func:`jaxrl_reason.mcts_policy`) defaults to the
+        setting the agent was trained with.
+        """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if rescale_values is None:
+            rescale_values = self.rescale_values
         fn = self._fn(
-            ("act", method, num_simulations, top_k, temperature),
+            ("act", method, num_simulations, top_k, temperature, rescale_values),
             self._make_act,
             method,
             num_simulations,
             top_k,
             temperature,
+            rescale_values,
         )
         return fn(self.params, states, key)
 
-    def _make_act(self, method, num_simulations, top_k, temperature):
+    @property
+    def rescale_values(self) -> bool:
+        """The MCTS Q-rescaling setting of the agent's training run (mctx's default, True, without one)."""
+        if self.config is None or "selfplay" not in self.config:
+            return True
+        return bool(self.config.selfplay.get("rescale_values", True))
+
+    def _make_act(self, method, num_simulations, top_k, temperature, rescale_values):
         from jaxrl_reason.search import mcts_policy
 
         model, env = self.model, self.env
 
         def act(params, states, key):
             if method == "mcts":
-                out = mcts_policy(model, params, env, states, key, num_simulations=num_simulations, top_k=top_k)
+                out = mcts_policy(
+                    model,
+                    params,
+                    env,
+                    states,
+                    key,
+                    num_simulations=num_simulations,
+                    top_k=top_k,
+                    rescale_values=rescale_values,
+                )
                 return out.action if temperature else jnp.argmax(out.action_weights, -1).astype(jnp.int32)
             pos = states.length - 1
             logits, _ = model.apply(params, states.tokens)
@@ -113,10 +137,12 @@ def evaluate(
     top_k: int = 16,
     batch_size: int = 256,
     seed: int = 0,
+    rescale_values: bool | None = None,
 ) -> dict:
     """Accuracy of `agent` on reasoning `problems` (dicts), solved with `method`.
 
-    Problems are solved in padded batches of `batch_size` (one compile). Returns ``accuracy``
+    Problems are solved in padded batches of `batch_size` (one compile); MCTS uses the agent's
+    training setting of `rescale_values` unless given. Returns ``accuracy``
     (mean verifier reward), ``num_problems``, ``mean_response_tokens``, ``tokens_generated``,
     ``method`` (and ``num_simulations`` for MCTS).
     """
@@ -124,8 +150,16 @@ def evaluate(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not problems:
         raise ValueError("evaluate() needs at least one problem")
+    rescale = agent.rescale_values if rescale_values is None else rescale_values
     fn = agent._fn(
-        ("solve", method, num_simulations, top_k), _make_solver, agent.model, env, method, num_simulations, top_k
+        ("solve", method, num_simulations, top_k, rescale),
+        _make_solver,
+        agent.model,
+        env,
+        method,
+        num_simulations,
+        top_k,
+        rescale,
     )
     rewards, lengths = [], []
     for start in range(0, len(problems), batch_size):
@@ -151,11 +185,19 @@ def evaluate(
     return out
 
 
-def _make_solver(model, env, method, num_simulations, top_k):
+def _make_solver(model, env, method, num_simulations, top_k, rescale_values):
     def solve(params, states, key):
         if method == "mcts":
             traj = selfplay(
-                model, params, env, states, key, num_simulations=num_simulations, top_k=top_k, temperature=0.0
+                model,
+                params,
+                env,
+                states,
+                key,
+                num_simulations=num_simulations,
+                top_k=top_k,
+                temperature=0.0,
+                rescale_values=rescale_values,
             )
         else:
             traj = rollout(model, params, env, states, key, greedy=method == "greedy")

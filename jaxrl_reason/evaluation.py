@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxrl_reason import parallel
 from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.data import run_problem_sets, stack_problems
 from jaxrl_reason.envs.registry import make
@@ -53,6 +54,9 @@ class Agent:
             env = make(meta["env_id"], **meta["env_kwargs"])
             model = PolicyValueTransformer(TransformerConfig(**meta["model"]))
             abstract = jax.eval_shape(lambda: init_state(config, env, model, build_optimizer(config)))
+            # restore onto this machine's devices, whatever mesh/processes the run was saved from
+            rep = parallel.replicated(parallel.make_mesh(-1, 1))
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
             state, _ = ckpt.restore(abstract, step)
         return cls(model=model, params=state.params, env=env, config=config)
 

@@ -6,7 +6,12 @@ Everything users need is importable from here::
     env = jr.make("countdown-v0")
 """
 
-from jaxrl_reason.checkpoint import Checkpointer
+from jaxrl_reason import _xla_setup
+
+if _xla_setup.started_as_training_cli():  # before jax is imported: use all CPU cores (see _xla_setup)
+    _xla_setup.set_default_cpu_devices()
+
+from jaxrl_reason.checkpoint import Checkpointer  # noqa: E402
 from jaxrl_reason.config import ConfigError, base_config, load_config
 from jaxrl_reason.envs import (
     ASCII_TOKENIZER,

@@ -113,3 +113,24 @@ def test_sharded_iteration_matches_one_device(reference, shape):
     np.testing.assert_array_equal(np.asarray(state.replay["tokens"]), ref_state.replay["tokens"])
     for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(ref_state.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_training_cli_uses_8_cpu_devices_unless_xla_flags_is_set(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.py"
+    cfg.write_text(
+        "import jax\nfrom jaxrl_reason.config import base_config\n"
+        "def get_config():\n    print('DEVICES', jax.device_count(), flush=True)\n"
+        "    c = base_config()\n    c.total_steps = 0\n    return c\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=root)
+    cmd = [sys.executable, "-m", "jaxrl_reason.train", "--config", str(cfg), "--workdir", str(tmp_path / "w")]
+    for extra, devices in (({}, 8), ({"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, 2)):
+        out = subprocess.run(cmd, env={**env, **extra}, capture_output=True, text=True, timeout=120, cwd=root)
+        assert out.returncode == 2 and "total_steps" in out.stderr, out.stderr[-2000:]
+        assert f"DEVICES {devices}" in out.stdout

@@ -14,7 +14,7 @@ set -euo pipefail
 
 NAME="" ZONE="" ACCEL="" VERSION="tpu-ubuntu2204-base" PROJECT="" CREATE=0 DRY=0
 REPO="" BRANCH="main" SPOT=0 SETUP_STEP=1
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --name) NAME="$2"; shift 2 ;;

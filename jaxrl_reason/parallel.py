@@ -254,3 +254,39 @@ def jit_train_fns(cls, mesh: Mesh, abstract_state: Any, model, tx, **fns) -> Any
             donate_argnums=0,
         )
     return cls(mesh=mesh, **jitted)
+
+
+# -- per-example work over the mesh ---------------------------------------------------------------------
+def example_axes(mesh: Mesh, batch_size: int) -> tuple[str, ...]:
+    """Mesh axes a batch of `batch_size` independent examples is split over: all devices when they divide it,
+    else ``data`` alone when it divides, else none (replicated)."""
+    if batch_size % (mesh.shape["data"] * mesh.shape["fsdp"]) == 0:
+        return ("data", "fsdp")
+    if batch_size % mesh.shape["data"] == 0:
+        return ("data",)
+    return ()
+
+
+def map_examples(fn, mesh: Mesh | None, shared: Any, *batch: Any) -> Any:
+    """``vmap(fn, in_axes=(None, 0, ...))(shared, *batch)``, each device running its own examples.
+
+    Inside jit: `batch` leaves have a leading axis of examples; `shared` (e.g. params) is replicated
+    for the call. With a mesh the vmapped function runs under ``jax.shard_map`` over the axes of
+    :func:`example_axes` (``check_vma=False``: mctx's search loop carries values whose manual-axis types
+    jax cannot infer). Used for MCTS self-play, whose while-loops XLA's automatic partitioner handles
+    poorly. Results do not depend on the mesh as long as `fn` is per-example (its randomness from a
+    per-example key).
+    """
+    mapped = jax.vmap(fn, in_axes=(None,) + (0,) * len(batch))
+    if mesh is None:
+        return mapped(shared, *batch)
+    n = jax.tree.leaves(batch)[0].shape[0]
+    axes = example_axes(mesh, n)
+    spec = P(axes) if axes else P()
+    return jax.shard_map(
+        mapped,
+        mesh=mesh,
+        in_specs=(P(),) + (spec,) * len(batch),
+        out_specs=spec,
+        check_vma=False,
+    )(shared, *batch)

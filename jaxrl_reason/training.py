@@ -157,20 +157,27 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
     def selfplay_iteration(state: TrainState):
         key = jax.random.fold_in(state.key, state.step)
         k_init, k_play = jax.random.split(jax.random.fold_in(key, 1))
-        states = parallel.constrain_batch(jax.vmap(env.init)(jax.random.split(k_init, sp.num_episodes)), mesh)
-        traj = selfplay(
-            model,
-            state.params,
-            env,
-            states,
-            k_play,
-            num_simulations=sp.num_simulations,
-            top_k=sp.top_k,
-            algorithm=sp.search,
-            max_depth=sp.max_depth,
-            temperature=sp.temperature,
-            rescale_values=sp.rescale_values,
-        )
+        states = jax.vmap(env.init)(jax.random.split(k_init, sp.num_episodes))
+
+        def play_one(params, one_state, one_key):  # one episode, its own key: same result on any mesh
+            expand = lambda x: x[None]
+            traj = selfplay(
+                model,
+                params,
+                env,
+                jax.tree.map(expand, one_state),
+                one_key,
+                num_simulations=sp.num_simulations,
+                top_k=sp.top_k,
+                algorithm=sp.search,
+                max_depth=sp.max_depth,
+                temperature=sp.temperature,
+                rescale_values=sp.rescale_values,
+            )
+            return jax.tree.map(lambda x: x[0], traj)
+
+        # each device plays its own episodes (shard_map over the mesh; see parallel.map_examples)
+        traj = parallel.map_examples(play_one, mesh, state.params, states, jax.random.split(k_play, sp.num_episodes))
         cap = _replay_capacity(config)
         idx = (state.replay_count + jnp.arange(sp.num_episodes)) % cap
         replay = {k: v.at[idx].set(getattr(traj, k).astype(v.dtype)) for k, v in state.replay.items()}

@@ -10,8 +10,9 @@ Every run lays its arrays out on a :class:`jax.sharding.Mesh` with two axes:
 A plain machine gets a 1-device mesh and runs exactly the same jitted functions; an 8-device CPU
 (``--xla_force_host_platform_device_count=8``), a GPU node or a TPU pod slice only change the mesh.
 The jitted functions are compiled with explicit in/out shardings (XLA's SPMD partitioner splits the
-work, including the MCTS ``while_loop``, which is per-example over the batch), so a sharded run
-computes the same function as a 1-device run: results agree to float tolerance.
+updates); self-play runs each device's own episodes under ``jax.shard_map`` (:func:`map_examples`), each
+episode with its own key. A sharded run computes the same function as a 1-device run: results agree to
+float tolerance.
 
 Multi-host: :func:`maybe_initialize_distributed` calls :func:`jax.distributed.initialize` when the
 config (``distributed.*``) or the environment (``JAXRL_REASON_DISTRIBUTED=1``) asks for it, before

@@ -2,6 +2,7 @@
 
     python bench/scale.py            # the default config's shapes (2-digit addition, 64 episodes, 8 simulations)
     python bench/scale.py --quick    # smaller, for a smoke run
+    python bench/scale.py --num_episodes 256   # more self-play work per device
 
 Both variants run in this one process with the same jitted training functions (`make_train_fns`):
 ``(1, 1)`` on ``jax.devices()[:1]`` and ``(8, 1)`` (data-parallel) on all 8. XLA_FLAGS is set below,
@@ -32,7 +33,7 @@ from jaxrl_reason.envs.registry import make  # noqa: E402
 from jaxrl_reason.training import build_model, build_optimizer, init_state, make_train_fns, sft_batch  # noqa: E402
 
 
-def bench_config(quick: bool):
+def bench_config(quick: bool, num_episodes: int | None = None):
     c = base_config()  # configs/default.py's self-play shapes
     c.env_id = "addition-v0"
     c.env_kwargs.num_digits = 2
@@ -45,6 +46,8 @@ def bench_config(quick: bool):
     c.selfplay.updates_per_iteration = 4
     c.selfplay.batch_size = 64
     c.selfplay.rescale_values = False
+    if num_episodes:
+        c.selfplay.num_episodes = num_episodes
     return c
 
 
@@ -98,13 +101,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--devices", type=int, default=8, help="devices of the multi-device mesh (<= 8)")
+    parser.add_argument("--num_episodes", type=int, default=None, help="self-play episodes per iteration")
     args = parser.parse_args()
-    config = bench_config(args.quick)
+    config = bench_config(args.quick, args.num_episodes)
     env = make(config.env_id, **config.env_kwargs)
     model, tx = build_model(config, env), build_optimizer(config)
     data = demonstration_set(env, run_problem_sets(env, config.seed, config.sft.num_examples, 1)[0])
     one = measure(config, env, model, tx, data, jax.devices()[:1], args.repeats)
-    eight = measure(config, env, model, tx, data, jax.devices()[:8], args.repeats)
+    eight = measure(config, env, model, tx, data, jax.devices()[: args.devices], args.repeats)
     result = {
         "command": "python " + " ".join(sys.argv),
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.processor() or platform.platform()}",

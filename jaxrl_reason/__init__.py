@@ -6,8 +6,14 @@ Everything users need is importable from here::
     env = jr.make("countdown-v0")
 """
 
-from jaxrl_reason.checkpoint import Checkpointer
+from jaxrl_reason import _xla_setup
+
+if _xla_setup.started_as_training_cli():  # before jax is imported: use all CPU cores (see _xla_setup)
+    _xla_setup.set_default_cpu_devices()
+
+from jaxrl_reason.checkpoint import Checkpointer  # noqa: E402
 from jaxrl_reason.config import ConfigError, base_config, load_config
+from jaxrl_reason.datasets import read_problems, write_problems
 from jaxrl_reason.envs import (
     ASCII_TOKENIZER,
     DEFAULT_TOKENIZER,
@@ -25,6 +31,7 @@ from jaxrl_reason.envs import (
 )
 from jaxrl_reason.evaluation import Agent, evaluate
 from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
+from jaxrl_reason.parallel import make_mesh
 from jaxrl_reason.search import DecodeResult, decode, mcts_policy
 from jaxrl_reason.selfplay import selfplay
 from jaxrl_reason.training import TrainState, train
@@ -59,11 +66,14 @@ __all__ = [
     "evaluate",
     "load_config",
     "make",
+    "make_mesh",
     "mcts_policy",
+    "read_problems",
     "register",
     "register_family",
     "registered_envs",
     "rollout",
     "selfplay",
     "train",
+    "write_problems",
 ]

@@ -1,9 +1,12 @@
 """Held-out evaluation and the playable :class:`Agent`.
 
     python -m jaxrl_reason.evaluate --workdir DIR [--method greedy|sample|mcts] [--num_simulations N]
+        [--tfds_name NAME --tfds_data_dir DIR [--tfds_split test]]
 
 prints JSON metrics of the latest checkpoint on the run's held-out problems (the same set the
-training loop evaluates on: sampled from the run's seed, disjoint from its demonstration set).
+training loop evaluates on: sampled from the run's seed, disjoint from its demonstration set, or the
+run's ``eval.tfds_name`` dataset), or on a TFDS problem set given on the command line
+(:mod:`jaxrl_reason.datasets`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxrl_reason import parallel
 from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.data import run_problem_sets, stack_problems
 from jaxrl_reason.envs.registry import make
@@ -50,6 +54,9 @@ class Agent:
             env = make(meta["env_id"], **meta["env_kwargs"])
             model = PolicyValueTransformer(TransformerConfig(**meta["model"]))
             abstract = jax.eval_shape(lambda: init_state(config, env, model, build_optimizer(config)))
+            # restore onto this machine's devices, whatever mesh/processes the run was saved from
+            rep = parallel.replicated(parallel.make_mesh(-1, 1))
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
             state, _ = ckpt.restore(abstract, step)
         return cls(model=model, params=state.params, env=env, config=config)
 
@@ -209,7 +216,14 @@ def _make_solver(model, env, method, num_simulations, top_k, rescale_values):
 
 
 def heldout_problems(env, config) -> list[dict]:
-    """The held-out problem set of a run (the same set the training loop evaluates on)."""
+    """The held-out problem set of a run (the same set the training loop evaluates on): the TFDS dataset
+    ``eval.tfds_name`` if the config names one, else sampled from the seed."""
+    if config.eval.get("tfds_name"):
+        from jaxrl_reason.datasets import read_problems
+
+        return read_problems(
+            config.eval.tfds_name, data_dir=config.eval.tfds_data_dir, split=config.eval.get("tfds_split", "test")
+        )
     return run_problem_sets(env, config.seed, config.sft.num_examples, config.eval.num_problems)[1]
 
 
@@ -220,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_simulations", type=int, default=None)
     parser.add_argument("--num_problems", type=int, default=None)
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--tfds_name", default=None, help="evaluate on this TFDS problem set (jaxrl_reason.datasets)")
+    parser.add_argument("--tfds_data_dir", default=None, help="directory of the TFDS dataset")
+    parser.add_argument("--tfds_split", default="test")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         agent = Agent.load(args.workdir, step=args.step)
@@ -227,14 +244,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     config = agent.config
+    if args.tfds_name and not args.tfds_data_dir:
+        print("error: --tfds_name needs --tfds_data_dir", file=sys.stderr)
+        return 2
     if args.num_problems:
         config.eval.num_problems = args.num_problems
+    if args.tfds_name:
+        from jaxrl_reason.datasets import read_problems
+
+        try:
+            problems = read_problems(args.tfds_name, data_dir=args.tfds_data_dir, split=args.tfds_split)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    else:
+        problems = heldout_problems(agent.env, config)
     method = args.method or config.eval.method
     sims = args.num_simulations or config.eval.num_simulations
     metrics = evaluate(
         agent,
         agent.env,
-        heldout_problems(agent.env, config),
+        problems,
         method=method,
         num_simulations=sims,
         batch_size=config.eval.batch_size,

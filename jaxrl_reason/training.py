@@ -358,14 +358,15 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
                 if step == kill_at:
                     ckpt.wait()
                     os.kill(os.getpid(), signal.SIGKILL)
-            bar.update(1)
-            bar.set_postfix(
+            bar.set_postfix(  # no redraw here: update() redraws at most once a second
                 {
                     "phase": phase,
                     "loss": f"{float(metrics['loss']):.3f}",
                     **({"acc": f"{last_eval['accuracy']:.3f}"} if "accuracy" in last_eval else {}),
-                }
+                },
+                refresh=False,
             )
+            bar.update(1)
     finally:
         bar.close()
         ckpt.close()
@@ -387,7 +388,7 @@ class _NoBar:
     def update(self, n):
         pass
 
-    def set_postfix(self, d):
+    def set_postfix(self, d, refresh=True):
         pass
 
     def close(self):

@@ -6,6 +6,9 @@ Everything users need is importable from here::
     env = jr.make("countdown-v0")
 """
 
+from jaxrl_reason.algorithms.distill import distill_loss
+from jaxrl_reason.algorithms.grpo import group_advantages, k3_kl, policy_gradient_loss
+from jaxrl_reason.algorithms.prm import PolicyWithPRM, exact_step_labels, load_prm, mc_labels, save_prm
 from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.config import ConfigError, base_config, load_config
 from jaxrl_reason.envs import (
@@ -25,9 +28,11 @@ from jaxrl_reason.envs import (
 )
 from jaxrl_reason.evaluation import Agent, evaluate
 from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
+from jaxrl_reason.prm_fit import fit_prm
 from jaxrl_reason.search import DecodeResult, decode, mcts_policy
 from jaxrl_reason.selfplay import selfplay
 from jaxrl_reason.training import TrainState, train
+from jaxrl_reason.ttc import sweep as ttc_sweep
 from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory
 
 __version__ = "0.1.0"
@@ -45,6 +50,7 @@ __all__ = [
     "HostVerifiedTask",
     "KVCache",
     "PolicyValueTransformer",
+    "PolicyWithPRM",
     "ReasoningTask",
     "SearchOutput",
     "TicTacToe",
@@ -56,14 +62,24 @@ __all__ = [
     "api_test",
     "base_config",
     "decode",
+    "distill_loss",
     "evaluate",
+    "exact_step_labels",
+    "fit_prm",
+    "group_advantages",
+    "k3_kl",
     "load_config",
+    "load_prm",
     "make",
+    "mc_labels",
     "mcts_policy",
+    "policy_gradient_loss",
     "register",
     "register_family",
     "registered_envs",
     "rollout",
+    "save_prm",
     "selfplay",
     "train",
+    "ttc_sweep",
 ]

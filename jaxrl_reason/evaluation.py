@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mcts_sims", default="1,2,4,8,16,32,64,128,256", help="sweep: MCTS budgets")
     parser.add_argument("--best_of_n", default="2,4,8,16", help="sweep: best-of-N sizes")
     parser.add_argument("--beam_widths", default="2,4,8", help="sweep: beam widths")
+    parser.add_argument("--lookahead", default="2x2,4x2", help="sweep: lookahead WIDTHxDEPTH list")
     parser.add_argument("--mcts_algorithm", default="gumbel", choices=("gumbel", "muzero"))
     parser.add_argument("--prm_dir", default=None, help="sweep: PRM directory (default <workdir>/prm)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             mcts_sims=ints(args.mcts_sims),
             best_of_n=ints(args.best_of_n),
             beam_widths=ints(args.beam_widths),
+            lookahead=tuple(tuple(int(v) for v in x.split("x")) for x in args.lookahead.split(",") if x),
             mcts_algorithm=args.mcts_algorithm,
         )
         print(f"wrote {args.workdir}/ttc_sweep.csv and ttc_sweep.png")

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -60,21 +61,28 @@ def label_responses(
     )
     n, m = bounds.shape
     rows = [(i, j) for i in range(n) for j in range(m)]
-    fn = jax.jit(
-        lambda params, init, tokens, upto, key: mc_labels(
-            agent.model, params, env, init, tokens, upto, key, num_rollouts=num_rollouts, temperature=temperature
-        )
-    )
+    fn = _labeler(agent.model, env, int(num_rollouts), float(temperature))
     soft = np.zeros((n, m), np.float32)
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
-        padded = chunk + [chunk[-1]] * (_CHUNK - len(chunk))
+    size = min(_CHUNK, len(rows))
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        padded = chunk + [chunk[-1]] * (size - len(chunk))
         ii = np.array([r[0] for r in padded])
         jj = np.array([r[1] for r in padded])
         init = jax.vmap(env.init_from_problem)(stack_problems(env, [problems[i] for i in ii]))
         out = np.asarray(fn(agent.params, init, samples["tokens"][ii], bounds[ii, jj], jax.random.fold_in(key, start)))
         soft[ii[: len(chunk)], jj[: len(chunk)]] = out[: len(chunk)]
     return bounds, ok, soft
+
+
+@functools.lru_cache(maxsize=4)
+def _labeler(model, env, num_rollouts: int, temperature: float):
+    def fn(params, init, tokens, upto, key):
+        return mc_labels(
+            model, params, env, init, tokens, upto, key, num_rollouts=num_rollouts, temperature=temperature
+        )
+
+    return jax.jit(fn)
 
 
 def _exact(env, problems, samples):

@@ -41,6 +41,8 @@ def test_sweep_cli_writes_csv_and_png():
             "2",
             "--beam_widths",
             "2",
+            "--lookahead",
+            "2x2",
             "--prm_dir",
             os.path.join(workdir, "no_prm"),
         ]
@@ -55,7 +57,6 @@ def test_sweep_cli_writes_csv_and_png():
         ("best_of_n", "orm", "2"),
         ("beam", "value", "2"),
         ("lookahead", "depth2", "2"),
-        ("lookahead", "depth2", "4"),
         ("mcts", "gumbel", "1"),
         ("mcts", "gumbel", "2"),
     ]

@@ -13,6 +13,8 @@ from the run's seed, then the SFT phase trains on them:
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,14 +60,29 @@ def teacher_samples(
     """Samples of ``teacher`` (a :class:`jr.Agent`) on the problems: numpy ``tokens [N, L]``, ``prompt_length``,
     ``length``, ``reward [N]`` (and ``teacher_log_probs [N, L-1, A]`` with ``with_logits``),
     ``N = len(problem_dicts) * samples_per_problem``. Deterministic given `key`."""
-    from jaxrl_reason.models import rollout
-
     model = teacher.model
     if model.config.num_actions != env.spec.num_actions or model.config.max_length < env.spec.max_length:
         raise ValueError(
             f"teacher model (num_actions={model.config.num_actions}, max_length={model.config.max_length}) does "
             f"not fit env {env.spec.env_id} (num_actions={env.spec.num_actions}, max_length={env.spec.max_length})"
         )
+
+    fn = _sampler(model, env, float(temperature), bool(with_logits))
+    dicts = [d for d in problem_dicts for _ in range(samples_per_problem)]
+    chunks = []
+    for start in range(0, len(dicts), _SAMPLE_BATCH):
+        chunk = dicts[start : start + _SAMPLE_BATCH]
+        padded = chunk + [chunk[-1]] * (_SAMPLE_BATCH - len(chunk))
+        states = jax.vmap(env.init_from_problem)(stack_problems(env, padded))
+        out = jax.device_get(fn(teacher.params, states, jax.random.fold_in(key, start)))
+        chunks.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+
+
+@functools.lru_cache(maxsize=8)
+def _sampler(model, env, temperature: float, with_logits: bool):
+    """The jitted sampling function of a (model, env, setting), compiled once per process."""
+    from jaxrl_reason.models import rollout
 
     def sample(params, states, key):
         traj = rollout(model, params, env, states, key, temperature=temperature)
@@ -80,16 +97,7 @@ def teacher_samples(
             out["teacher_log_probs"] = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
         return out
 
-    fn = jax.jit(sample)
-    dicts = [d for d in problem_dicts for _ in range(samples_per_problem)]
-    chunks = []
-    for start in range(0, len(dicts), _SAMPLE_BATCH):
-        chunk = dicts[start : start + _SAMPLE_BATCH]
-        padded = chunk + [chunk[-1]] * (_SAMPLE_BATCH - len(chunk))
-        states = jax.vmap(env.init_from_problem)(stack_problems(env, padded))
-        out = jax.device_get(fn(teacher.params, states, jax.random.fold_in(key, start)))
-        chunks.append({k: np.asarray(v)[: len(chunk)] for k, v in out.items()})
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    return jax.jit(sample)
 
 
 def distillation_set(config, env, model, problem_dicts: list[dict]) -> dict[str, np.ndarray]:

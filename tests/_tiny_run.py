@@ -1,6 +1,8 @@
-"""One tiny trained run shared by the distillation, PRM and sweep tests (trained once per session)."""
+"""One tiny trained run shared by the distillation, PRM and sweep tests (trained once per session, removed at exit)."""
 
+import atexit
 import functools
+import shutil
 import tempfile
 
 from tests.test_train import tiny_config
@@ -12,6 +14,7 @@ def tiny_run() -> str:
     from jaxrl_reason.training import train
 
     workdir = tempfile.mkdtemp(prefix="jaxrl_reason_tiny_run_")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     config = tiny_config(algorithm="none", total_steps=6, sft__steps=6, checkpoint_every=6, eval_every=6)
     config.optim.learning_rate = 3e-3
     train(config, workdir, progress=False)

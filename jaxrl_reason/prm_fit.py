@@ -60,7 +60,7 @@ def label_responses(
         max_steps=max_steps,
     )
     n, m = bounds.shape
-    rows = [(i, j) for i in range(n) for j in range(m)]
+    rows = [(i, j) for i in range(n) for j in range(m) if ok[i, j]]  # valid boundaries only
     fn = _labeler(agent.model, env, int(num_rollouts), float(temperature))
     soft = np.zeros((n, m), np.float32)
     size = min(_CHUNK, len(rows))

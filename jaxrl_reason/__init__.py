@@ -28,7 +28,7 @@ from jaxrl_reason.envs import (
 )
 from jaxrl_reason.evaluation import Agent, evaluate
 from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
-from jaxrl_reason.prm_fit import fit_prm
+from jaxrl_reason.prm_training import fit_prm
 from jaxrl_reason.search import DecodeResult, decode, mcts_policy
 from jaxrl_reason.selfplay import selfplay
 from jaxrl_reason.training import TrainState, train

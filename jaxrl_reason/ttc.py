@@ -4,7 +4,7 @@
 
 Runs :func:`jr.decode` with each method over the run's held-out problems: greedy; best-of-N with
 majority vote, ORM (value head at the end) and, when a PRM is found (``<workdir>/prm``, see
-:mod:`jaxrl_reason.prm_fit`), PRM-weighted (min over prefixes); beam search scored by the PRM (or by
+:mod:`jaxrl_reason.prm_training`), PRM-weighted (min over prefixes); beam search scored by the PRM (or by
 the value head without one); lookahead; MCTS with each simulation budget. Writes
 ``<workdir>/ttc_sweep.csv`` (one row per method and budget) and ``<workdir>/ttc_sweep.png`` (accuracy
 against FLOPs and against generated tokens, log x). Tokens and FLOPs per problem are jr.decode's

@@ -20,7 +20,7 @@ from jaxrl_reason.algorithms.prm import (
 )
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.models import TransformerConfig
-from jaxrl_reason.prm_fit import fit_prm
+from jaxrl_reason.prm_training import fit_prm
 from tests._tiny_run import tiny_run
 
 ADD = make("addition-v0", num_digits=2)

@@ -144,8 +144,12 @@ def fit_prm(
     temperature: float = 1.0,
     seed: int = 0,
     out_dir: str | None = None,
+    label: str = "hard",
 ) -> dict:
-    """Steps 1-4 of the module docstring; returns (and writes) the report."""
+    """Steps 1-4 of the module docstring; returns (and writes) the report. ``label``: the PRM's training target,
+    ``"hard"`` (any of the completions correct) or ``"soft"`` (fraction correct)."""
+    if label not in ("hard", "soft"):
+        raise ValueError(f"label must be 'hard' or 'soft', got {label!r}")
     from jaxrl_reason.evaluation import Agent
 
     t0 = time.time()
@@ -172,7 +176,7 @@ def fit_prm(
     targets, mask = prm_targets(
         jnp.asarray(bounds),
         jnp.asarray(ok),
-        jnp.asarray(soft),
+        jnp.asarray(soft if label == "soft" else (soft > 0).astype(np.float32)),
         jnp.asarray(samples["reward"] == 1.0, jnp.float32),
         jnp.asarray(samples["prompt_length"]),
         jnp.asarray(samples["length"]),
@@ -203,6 +207,7 @@ def fit_prm(
         "num_eval_responses": len(heldout),
         "num_rollouts": num_rollouts,
         "prm_steps": steps,
+        "prm_label": label,
         "prm_final_loss": losses[-1],
         "policy_sample_accuracy_eval": float((samples["reward"] == 1.0).mean()),
         **label_errors(_exact(env, probs, samples), ok, soft, samples["reward"] == 1.0, prm_at, prm_final),
@@ -221,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_rollouts", type=int, default=8)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label", choices=("hard", "soft"), default="hard", help="PRM training target")
+    parser.add_argument("--out_dir", default=None, help="default <workdir>/prm")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     report = fit_prm(
         args.workdir,
@@ -229,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         num_rollouts=args.num_rollouts,
         steps=args.steps,
         seed=args.seed,
+        label=args.label,
+        out_dir=args.out_dir,
     )
     print(json.dumps(report, indent=2))
     return 0

@@ -145,6 +145,7 @@ def fit_prm(
     seed: int = 0,
     out_dir: str | None = None,
     label: str = "hard",
+    head_only: bool = False,
 ) -> dict:
     """Steps 1-4 of the module docstring; returns (and writes) the report. ``label``: the PRM's training target,
     ``"hard"`` (any of the completions correct) or ``"soft"`` (fraction correct)."""
@@ -191,6 +192,7 @@ def fit_prm(
         steps=steps,
         batch_size=batch_size,
         learning_rate=learning_rate,
+        head_only=head_only,
     )
     out_dir = out_dir or os.path.join(workdir, "prm")
     save_prm(out_dir, agent.model, prm_params)
@@ -208,6 +210,7 @@ def fit_prm(
         "num_rollouts": num_rollouts,
         "prm_steps": steps,
         "prm_label": label,
+        "prm_head_only": head_only,
         "prm_final_loss": losses[-1],
         "policy_sample_accuracy_eval": float((samples["reward"] == 1.0).mean()),
         **label_errors(_exact(env, probs, samples), ok, soft, samples["reward"] == 1.0, prm_at, prm_final),
@@ -228,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", choices=("hard", "soft"), default="hard", help="PRM training target")
     parser.add_argument("--out_dir", default=None, help="default <workdir>/prm")
+    parser.add_argument("--head_only", action="store_true", help="train only the value head (policy unchanged)")
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     report = fit_prm(
         args.workdir,
@@ -238,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         label=args.label,
         out_dir=args.out_dir,
+        head_only=args.head_only,
+        learning_rate=args.learning_rate,
     )
     print(json.dumps(report, indent=2))
     return 0

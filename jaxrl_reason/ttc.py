@@ -14,6 +14,7 @@ counts; a separate PRM's forwards are added to them (it is a network of the poli
 from __future__ import annotations
 
 import csv
+import json
 import os
 import time
 
@@ -73,11 +74,11 @@ def run_method(
     kwargs = dict(kwargs)
     extra_flops = 0.0
     seq = env.spec.max_length
-    if prm is not None and kwargs.get("selection") == "prm":
+    if prm == "value_head":  # the agent's own value head is the PRM: decode's defaults and FLOP counts
+        prm = None
+    elif prm is not None and kwargs.get("selection") == "prm":
         kwargs["prm_fn"] = value_prm(*prm)
         extra_flops = kwargs["n"] * forward_flops(prm[0].config, 1, seq)
-    elif kwargs.get("selection") == "prm":
-        raise ValueError("selection='prm' needs a PRM (prm=(model, params))")
     if method == "beam" and prm is not None:
         model, params = PolicyWithPRM(model, prm[0]), (params, prm[1])
         double = True  # every beam forward runs the policy and the PRM
@@ -115,7 +116,9 @@ def sweep(
     progress: bool = True,
     **spec_kwargs,
 ) -> list[dict]:
-    """Runs every method of :func:`sweep_specs`; writes ``ttc_sweep.csv`` and ``ttc_sweep.png`` to `out_dir`."""
+    """Runs every method of :func:`sweep_specs`; ``prm``: None, ``(model, params)`` of a separate PRM, or
+    ``"value_head"`` (the agent's value head is the PRM: ORM, PRM selection, beam and MCTS all use it).
+    Writes ``ttc_sweep.csv`` and ``ttc_sweep.png`` to `out_dir`."""
     rows = []
     for method, selection, budget, kwargs in sweep_specs(with_prm=prm is not None, **spec_kwargs):
         res = run_method(agent, problems, method, kwargs, prm=prm, batch_size=batch_size, seed=seed)
@@ -185,6 +188,12 @@ def sweep_workdir(
         problems = problems[:num_problems]
     prm_dir = prm_dir or os.path.join(workdir, "prm")
     prm = load_prm(prm_dir) if os.path.isfile(os.path.join(prm_dir, "model.json")) else None
+    report = os.path.join(prm_dir, "report.json")
+    if prm is not None and os.path.isfile(report):
+        with open(report) as f:
+            head_only = json.load(f).get("prm_head_only", False)
+        if head_only:  # the same policy with a trained value head: it becomes the agent's network
+            agent.params, prm = prm[1], "value_head"
     return sweep(
         agent,
         problems,

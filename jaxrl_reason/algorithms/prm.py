@@ -193,9 +193,25 @@ def prm_loss(values: Array, targets: Array, mask: Array) -> tuple[Array, dict]:
     return loss, {"loss": loss}
 
 
-def train_prm(key, model, params, data: dict, *, steps: int = 200, batch_size: int = 64, learning_rate: float = 1e-3):
-    """Fits the value head (and trunk) of a copy of ``params`` to ``data`` (``tokens [N, L]``, ``targets``,
-    ``mask``); returns ``(params, losses)``."""
+VALUE_HEAD_PARAMS = ("value_head", "value_bias")
+
+
+def train_prm(
+    key,
+    model,
+    params,
+    data: dict,
+    *,
+    steps: int = 200,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    head_only: bool = False,
+):
+    """Fits the value head (and, unless ``head_only``, the trunk) of a copy of ``params`` to ``data``
+    (``tokens [N, L]``, ``targets``, ``mask``); returns ``(params, losses)``.
+
+    ``head_only`` keeps every other parameter bit-identical, so the result is still the same policy, now
+    with a PRM as its value head (one network serves sampling, ORM/PRM selection, beam and MCTS)."""
     tx = optax.adam(learning_rate)
     opt = tx.init(params)
     n = data["tokens"].shape[0]
@@ -203,6 +219,8 @@ def train_prm(key, model, params, data: dict, *, steps: int = 200, batch_size: i
     @jax.jit
     def update(params, opt, idx):
         def loss_fn(p):
+            if head_only:
+                p = {**jax.tree.map(jax.lax.stop_gradient, p), **{k: p[k] for k in VALUE_HEAD_PARAMS}}
             _, values = model.apply(p, data["tokens"][idx])
             return prm_loss(values, data["targets"][idx], data["mask"][idx])[0]
 

@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookahead", default="2x2,4x2", help="sweep: lookahead WIDTHxDEPTH list")
     parser.add_argument("--mcts_algorithm", default="gumbel", choices=("gumbel", "muzero"))
     parser.add_argument("--prm_dir", default=None, help="sweep: PRM directory (default <workdir>/prm)")
+    parser.add_argument("--out_dir", default=None, help="sweep: where the CSV/PNG go (default <workdir>)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.sweep:
         from jaxrl_reason.ttc import sweep_workdir
@@ -194,13 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             args.workdir,
             num_problems=args.num_problems,
             prm_dir=args.prm_dir,
+            out_dir=args.out_dir,
             mcts_sims=ints(args.mcts_sims),
             best_of_n=ints(args.best_of_n),
             beam_widths=ints(args.beam_widths),
             lookahead=tuple(tuple(int(v) for v in x.split("x")) for x in args.lookahead.split(",") if x),
             mcts_algorithm=args.mcts_algorithm,
         )
-        print(f"wrote {args.workdir}/ttc_sweep.csv and ttc_sweep.png")
+        print(f"wrote {args.out_dir or args.workdir}/ttc_sweep.csv and ttc_sweep.png")
         return 0
     try:
         agent = Agent.load(args.workdir, step=args.step)

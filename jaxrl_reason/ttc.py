@@ -175,6 +175,7 @@ def sweep_workdir(
     num_problems: int | None = None,
     prm_dir: str | None = None,
     batch_size: int | None = None,
+    out_dir: str | None = None,
     **spec_kwargs,
 ) -> list[dict]:
     """The CLI's sweep: the latest checkpoint of `workdir` on its held-out problems; PRM from ``prm_dir``
@@ -197,7 +198,7 @@ def sweep_workdir(
     return sweep(
         agent,
         problems,
-        workdir,
+        out_dir or workdir,
         prm=prm,
         batch_size=batch_size or min(64, len(problems)),
         seed=agent.config.seed,

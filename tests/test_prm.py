@@ -151,3 +151,28 @@ def test_fit_prm_reports_label_errors_and_plugs_into_beam(tmp_path):
         both, (agent.params, params), agent.env, states, jax.random.PRNGKey(1), method="beam", beam_width=2, expand=2
     )
     assert res.tokens.shape == states.tokens.shape and (np.asarray(res.tokens_generated) > 0).all()
+
+
+def test_head_only_prm_training_keeps_the_policy():
+    from jaxrl_reason.algorithms.prm import VALUE_HEAD_PARAMS, train_prm
+    from jaxrl_reason.evaluation import Agent
+
+    agent = Agent.load(tiny_run())
+    tokens = jnp.zeros((4, agent.env.spec.max_length), jnp.int32).at[:, 0].set(1)
+    data = {"tokens": tokens, "targets": jnp.ones(tokens.shape), "mask": jnp.ones(tokens.shape, bool)}
+    new, losses = train_prm(
+        jax.random.PRNGKey(0),
+        agent.model,
+        agent.params,
+        data,
+        steps=3,
+        batch_size=4,
+        learning_rate=1e-2,
+        head_only=True,
+    )
+    assert losses[-1] < losses[0]
+    for k in agent.params:
+        same = all(
+            np.array_equal(a, b) for a, b in zip(jax.tree.leaves(agent.params[k]), jax.tree.leaves(new[k]), strict=True)
+        )
+        assert same == (k not in VALUE_HEAD_PARAMS), k

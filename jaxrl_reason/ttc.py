@@ -120,20 +120,21 @@ def sweep(
     ``"value_head"`` (the agent's value head is the PRM: ORM, PRM selection, beam and MCTS all use it).
     Writes ``ttc_sweep.csv`` and ``ttc_sweep.png`` to `out_dir`."""
     rows = []
+    os.makedirs(out_dir, exist_ok=True)
+    csv_path = os.path.join(out_dir, "ttc_sweep.csv")
+    with open(csv_path, "w", newline="") as f:
+        csv.DictWriter(f, fieldnames=COLUMNS).writeheader()
     for method, selection, budget, kwargs in sweep_specs(with_prm=prm is not None, **spec_kwargs):
         res = run_method(agent, problems, method, kwargs, prm=prm, batch_size=batch_size, seed=seed)
         rows.append({"method": method, "selection": selection, "budget": budget, **res})
+        with open(csv_path, "a", newline="") as f:  # row by row: a long sweep cut short keeps its rows
+            csv.DictWriter(f, fieldnames=COLUMNS).writerow(rows[-1])
         if progress:
             print(
                 f"{method:10s} {selection:9s} {budget:4d}  acc {res['accuracy']:.3f}  tokens "
                 f"{res['tokens_per_problem']:.0f}  GFLOPs {res['flops_per_problem'] / 1e9:.3f}  {res['wall_s']} s",
                 flush=True,
             )
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "ttc_sweep.csv"), "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
     plot_sweep(rows, os.path.join(out_dir, "ttc_sweep.png"))
     return rows
 

@@ -199,7 +199,7 @@ def fit_prm(
 
     probs, samples, bounds, ok, soft = sets["eval"]
     _, values = jax.jit(agent.model.apply)(prm_params, jnp.asarray(samples["tokens"]))
-    prob = (np.asarray(values) + 1.0) / 2.0
+    prob = np.asarray(values)  # the PRM's value is the probability of a correct ending
     prm_at = np.take_along_axis(prob, bounds, axis=1)
     prm_final = prob[np.arange(prob.shape[0]), samples["length"] - 1]
     report = {

@@ -8,8 +8,8 @@ boundary's label is the fraction of completions the verifier accepts (``soft``) 
 (``hard``). The response's own end is labelled by its reward.
 
 The PRM is a :class:`jr.PolicyValueTransformer` (initialised from the policy) whose value head
-regresses ``2*label - 1`` at every response position, the label of a position being that of the
-last boundary at or before it. Plug it into test-time search with :func:`jr.decode`:
+regresses the label (the expected final reward, in [0, 1]) at every response position, the label of a
+position being that of the last boundary at or before it. Plug it into test-time search with :func:`jr.decode`:
 
 * best-of-N PRM-weighted: ``decode(..., method="best_of_n", selection="prm", prm_fn=value_prm(prm, prm_params))``;
 * beam search scored by the PRM: ``decode(PolicyWithPRM(policy, prm), (params, prm_params), ..., method="beam")``.
@@ -187,8 +187,12 @@ def prm_targets(
 
 
 def prm_loss(values: Array, targets: Array, mask: Array) -> tuple[Array, dict]:
-    """Squared error of the value head (``[B, L]`` in [-1, 1]) to ``2 * label - 1`` on masked positions."""
-    err = (values.astype(jnp.float32) - (2.0 * targets - 1.0)) ** 2
+    """Squared error of the value head (``[B, L]``) to the label in [0, 1] on masked positions.
+
+    The label is the value in the project's convention for 0/1-reward tasks (expected final reward, what
+    AlphaZero's value targets are too), so search compares it directly with the rewards of finished
+    episodes (a failed ending scores 0, not -1)."""
+    err = (values.astype(jnp.float32) - targets) ** 2
     loss = masked_mean(err, mask)
     return loss, {"loss": loss}
 

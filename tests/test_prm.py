@@ -176,3 +176,11 @@ def test_head_only_prm_training_keeps_the_policy():
             np.array_equal(a, b) for a, b in zip(jax.tree.leaves(agent.params[k]), jax.tree.leaves(new[k]), strict=True)
         )
         assert same == (k not in VALUE_HEAD_PARAMS), k
+
+
+def test_prm_loss_regresses_the_label_in_unit_range():
+    from jaxrl_reason.algorithms.prm import prm_loss
+
+    values = jnp.array([[0.5, 1.0, -3.0]])
+    loss, _ = prm_loss(values, jnp.array([[1.0, 1.0, 0.0]]), jnp.array([[True, True, False]]))
+    np.testing.assert_allclose(float(loss), (0.25 + 0.0) / 2, rtol=1e-6)

@@ -95,12 +95,20 @@ def _states(env, batch, key):
 
 
 def _time(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))  # compile + warm up
-    best = math.inf
+    return _time_all({"f": (fn, args)}, repeats=repeats)["f"]
+
+
+def _time_all(calls, *, repeats):
+    """Best seconds per call of each ``name: (fn, args)``, measured round-robin so that the load of
+    this shared machine drifts over all of them alike."""
+    for fn, args in calls.values():
+        jax.block_until_ready(fn(*args))  # compile + warm up
+    best = dict.fromkeys(calls, math.inf)
     for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - t)
+        for name, (fn, args) in calls.items():
+            t = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            best[name] = min(best[name], time.perf_counter() - t)
     return best
 
 
@@ -209,22 +217,24 @@ def main():
     model = _model(env)
     params = model.init(key)
     states = _states(env, batch, key)
-    ours = {}
+    calls = {}
     for ev in ("kv", "window"):
         fn = jax.jit(
             functools.partial(
                 jr.mcts_policy, model, env=env, num_simulations=sims, top_k=16, max_depth=depth, evaluation=ev
             )
         )
-        sec = _time(lambda p, s, k, fn=fn: fn(params=p, states=s, key=k), params, states, key, repeats=args.repeats)
-        ours[ev] = batch * sims / sec
+        calls[ev] = (lambda p, s, k, fn=fn: fn(params=p, states=s, key=k), (params, states, key))
+    naive = jax.jit(functools.partial(naive_search, model, env=env, num_simulations=sims, max_depth=depth))
+    calls["naive"] = (lambda p, s, k: naive(params=p, states=s, key=k), (params, states, key))
+    secs = _time_all(calls, repeats=args.repeats)
+    ours = {ev: batch * sims / secs[ev] for ev in ("kv", "window")}
     res["ours_sims_per_s"] = {k: round(v, 1) for k, v in ours.items()}
     best = max(ours, key=ours.get)
     res["ours_best_evaluation"] = best
-    naive = jax.jit(functools.partial(naive_search, model, env=env, num_simulations=sims, max_depth=depth))
-    sec = _time(lambda p, s, k: naive(params=p, states=s, key=k), params, states, key, repeats=args.repeats)
-    res["naive_full_vocab_full_prefix_sims_per_s"] = round(batch * sims / sec, 1)
-    res["speedup_vs_naive"] = round(ours[best] / (batch * sims / sec), 2)
+    naive_rate = batch * sims / secs["naive"]
+    res["naive_full_vocab_full_prefix_sims_per_s"] = round(naive_rate, 1)
+    res["speedup_vs_naive"] = round(ours[best] / naive_rate, 2)
 
     # -- (b) per-node Python MCTS: a few roots, reported per simulation ----------------------------------
     py_sims, py_roots = (16, 1) if args.quick else (32, 2)
@@ -239,7 +249,7 @@ def main():
 
     # -- prompt length 256 vs 32: with the prefix's KV cache given (as in a decoding loop, which keeps it
     # up to date one token at a time) and with the prefix encoded inside every search --------------------------
-    rates, rates_enc = {}, {}
+    calls = {}
     for plen in (32, 256):
         env_p = RandomTokens(vocab=64, prompt_length=plen, response_length=32)
         model_p = _model(env_p)
@@ -251,17 +261,14 @@ def main():
                 jr.mcts_policy, model_p, env=env_p, num_simulations=sims, top_k=16, max_depth=depth, evaluation=best
             )
         )
-        sec = _time(
+        calls[(plen, "cache")] = (
             lambda p, s, k, c, fn=fn: fn(params=p, states=s, key=k, cache=c),
-            params_p,
-            states_p,
-            key,
-            cache,
-            repeats=args.repeats,
+            (params_p, states_p, key, cache),
         )
-        rates[plen] = batch * sims / sec
-        sec = _time(lambda p, s, k, fn=fn: fn(params=p, states=s, key=k), params_p, states_p, key, repeats=args.repeats)
-        rates_enc[plen] = batch * sims / sec
+        calls[(plen, "encode")] = (lambda p, s, k, fn=fn: fn(params=p, states=s, key=k), (params_p, states_p, key))
+    secs = _time_all(calls, repeats=args.repeats)
+    rates = {plen: batch * sims / secs[(plen, "cache")] for plen in (32, 256)}
+    rates_enc = {plen: batch * sims / secs[(plen, "encode")] for plen in (32, 256)}
     res["sims_per_s_by_prompt_length_with_cache"] = {str(k): round(v, 1) for k, v in rates.items()}
     res["prompt_256_over_32"] = round(rates[256] / rates[32], 3)
     res["sims_per_s_by_prompt_length_encoding_prefix"] = {str(k): round(v, 1) for k, v in rates_enc.items()}

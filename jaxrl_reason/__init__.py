@@ -6,11 +6,17 @@ Everything users need is importable from here::
     env = jr.make("countdown-v0")
 """
 
-from jaxrl_reason.algorithms.distill import distill_loss
-from jaxrl_reason.algorithms.grpo import group_advantages, k3_kl, policy_gradient_loss
-from jaxrl_reason.algorithms.prm import PolicyWithPRM, exact_step_labels, load_prm, mc_labels, save_prm
-from jaxrl_reason.checkpoint import Checkpointer
+from jaxrl_reason import _xla_setup
+
+if _xla_setup.started_as_training_cli():  # before jax is imported: use all CPU cores (see _xla_setup)
+    _xla_setup.set_default_cpu_devices()
+
+from jaxrl_reason.algorithms.distill import distill_loss  # noqa: E402
+from jaxrl_reason.algorithms.grpo import group_advantages, k3_kl, policy_gradient_loss  # noqa: E402
+from jaxrl_reason.algorithms.prm import PolicyWithPRM, exact_step_labels, load_prm, mc_labels, save_prm  # noqa: E402
+from jaxrl_reason.checkpoint import Checkpointer  # noqa: E402
 from jaxrl_reason.config import ConfigError, base_config, load_config
+from jaxrl_reason.datasets import read_problems, write_problems
 from jaxrl_reason.envs import (
     ASCII_TOKENIZER,
     DEFAULT_TOKENIZER,
@@ -28,6 +34,7 @@ from jaxrl_reason.envs import (
 )
 from jaxrl_reason.evaluation import Agent, evaluate
 from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
+from jaxrl_reason.parallel import make_mesh
 from jaxrl_reason.prm_training import fit_prm
 from jaxrl_reason.search import DecodeResult, decode, mcts_policy
 from jaxrl_reason.selfplay import selfplay
@@ -71,9 +78,11 @@ __all__ = [
     "load_config",
     "load_prm",
     "make",
+    "make_mesh",
     "mc_labels",
     "mcts_policy",
     "policy_gradient_loss",
+    "read_problems",
     "register",
     "register_family",
     "registered_envs",
@@ -82,4 +91,5 @@ __all__ = [
     "selfplay",
     "train",
     "ttc_sweep",
+    "write_problems",
 ]

@@ -90,6 +90,23 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.method = "greedy"  # "greedy" | "sample" | "mcts"
     c.eval.num_simulations = 16
     c.eval.batch_size = 256
+    # Held-out problems from a TFDS dataset on disk (see jaxrl_reason.datasets) instead of sampled ones.
+    c.eval.tfds_name = ""  # e.g. "addition_heldout"; empty: sample from the seed
+    c.eval.tfds_data_dir = ""  # directory holding the dataset (shared across machines)
+    c.eval.tfds_split = "test"
+
+    # Device mesh (jaxrl_reason.parallel): batch over `data`, params/optimizer over `fsdp`; -1 = all the rest.
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.fsdp = 1
+
+    # Multi-host (jax.distributed.initialize): set coordinator_address (host:port) with num_processes and
+    # process_id, or enabled=True to let JAX detect the cluster (Cloud TPU, SLURM).
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.enabled = False
+    c.distributed.coordinator_address = ""
+    c.distributed.num_processes = 0  # 0: detect
+    c.distributed.process_id = -1  # -1: detect
     return c
 
 
@@ -254,6 +271,24 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
     if config.selfplay.value_warmup_steps < 0:
         raise ConfigError(f"selfplay.value_warmup_steps must be >= 0, got {config.selfplay.value_warmup_steps}")
+    for axis in ("data", "fsdp"):
+        size = config.mesh[axis]
+        if size == 0 or size < -1:
+            raise ConfigError(
+                f"config key 'mesh.{axis}' must be a positive size or -1 (all remaining devices), got {size}"
+            )
+    if config.mesh.data == -1 and config.mesh.fsdp == -1:
+        raise ConfigError("only one of mesh.data / mesh.fsdp may be -1 (all remaining devices)")
+    d = config.distributed
+    if d.coordinator_address and (d.num_processes <= 0 or d.process_id < 0 or d.process_id >= d.num_processes):
+        raise ConfigError(
+            "distributed.coordinator_address needs distributed.num_processes > 0 and 0 <= distributed.process_id < "
+            f"num_processes, got num_processes={d.num_processes}, process_id={d.process_id}"
+        )
+    if config.eval.tfds_name and not config.eval.tfds_data_dir:
+        raise ConfigError(
+            f"eval.tfds_name={config.eval.tfds_name!r} needs eval.tfds_data_dir (the dataset's directory)"
+        )
     if config.selfplay.temperature < 0:
         raise ConfigError(f"selfplay.temperature must be >= 0, got {config.selfplay.temperature}")
     _validate_rl(config)

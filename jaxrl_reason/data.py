@@ -46,7 +46,8 @@ def sample_problem_dicts(env, key: jax.Array, num: int, *, exclude: set[str] | N
 def stack_problems(env, problem_dicts: list[dict]):
     """One problem pytree with a leading axis, from dicts."""
     rows = [env.problem_from_dict(d) for d in problem_dicts]
-    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *rows)
+    # stack on the host: one jnp.stack over thousands of arrays compiles a huge XLA op
+    return jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])), *rows)
 
 
 def demonstration_set(env, problem_dicts: list[dict]) -> dict[str, np.ndarray]:

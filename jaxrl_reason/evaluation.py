@@ -1,9 +1,12 @@
 """Held-out evaluation and the playable :class:`Agent`.
 
     python -m jaxrl_reason.evaluate --workdir DIR [--method greedy|sample|mcts] [--num_simulations N]
+        [--tfds_name NAME --tfds_data_dir DIR [--tfds_split test]]
 
 prints JSON metrics of the latest checkpoint on the run's held-out problems (the same set the
-training loop evaluates on: sampled from the run's seed, disjoint from its demonstration set).
+training loop evaluates on: sampled from the run's seed, disjoint from its demonstration set, or the
+run's ``eval.tfds_name`` dataset), or on a TFDS problem set given on the command line
+(:mod:`jaxrl_reason.datasets`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxrl_reason import parallel
 from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.data import run_problem_sets, stack_problems
 from jaxrl_reason.envs.registry import make
@@ -50,6 +54,9 @@ class Agent:
             env = make(meta["env_id"], **meta["env_kwargs"])
             model = PolicyValueTransformer(TransformerConfig(**meta["model"]))
             abstract = jax.eval_shape(lambda: init_state(config, env, model, build_optimizer(config)))
+            # restore onto this machine's devices, whatever mesh/processes the run was saved from
+            rep = parallel.replicated(parallel.make_mesh(-1, 1))
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
             state, _ = ckpt.restore(abstract, step)
         return cls(model=model, params=state.params, env=env, config=config)
 
@@ -62,28 +69,52 @@ class Agent:
         num_simulations: int = 32,
         top_k: int = 16,
         temperature: float = 0.0,
+        rescale_values: bool | None = None,
     ) -> jax.Array:
-        """Actions ``[B]`` for a batch of states: search (``"mcts"``), ``"greedy"`` or ``"sample"``."""
+        """Actions ``[B]`` for a batch of states: search (``"mcts"``), ``"greedy"`` or ``"sample"``.
+
+        `rescale_values` (MCTS Q rescaling, see :func:`jaxrl_reason.mcts_policy`) defaults to the
+        setting the agent was trained with.
+        """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if rescale_values is None:
+            rescale_values = self.rescale_values
         fn = self._fn(
-            ("act", method, num_simulations, top_k, temperature),
+            ("act", method, num_simulations, top_k, temperature, rescale_values),
             self._make_act,
             method,
             num_simulations,
             top_k,
             temperature,
+            rescale_values,
         )
         return fn(self.params, states, key)
 
-    def _make_act(self, method, num_simulations, top_k, temperature):
+    @property
+    def rescale_values(self) -> bool:
+        """The MCTS Q-rescaling setting of the agent's training run (mctx's default, True, without one)."""
+        if self.config is None or "selfplay" not in self.config:
+            return True
+        return bool(self.config.selfplay.get("rescale_values", True))
+
+    def _make_act(self, method, num_simulations, top_k, temperature, rescale_values):
         from jaxrl_reason.search import mcts_policy
 
         model, env = self.model, self.env
 
         def act(params, states, key):
             if method == "mcts":
-                out = mcts_policy(model, params, env, states, key, num_simulations=num_simulations, top_k=top_k)
+                out = mcts_policy(
+                    model,
+                    params,
+                    env,
+                    states,
+                    key,
+                    num_simulations=num_simulations,
+                    top_k=top_k,
+                    rescale_values=rescale_values,
+                )
                 return out.action if temperature else jnp.argmax(out.action_weights, -1).astype(jnp.int32)
             pos = states.length - 1
             logits, _ = model.apply(params, states.tokens)
@@ -113,10 +144,12 @@ def evaluate(
     top_k: int = 16,
     batch_size: int = 256,
     seed: int = 0,
+    rescale_values: bool | None = None,
 ) -> dict:
     """Accuracy of `agent` on reasoning `problems` (dicts), solved with `method`.
 
-    Problems are solved in padded batches of `batch_size` (one compile). Returns ``accuracy``
+    Problems are solved in padded batches of `batch_size` (one compile); MCTS uses the agent's
+    training setting of `rescale_values` unless given. Returns ``accuracy``
     (mean verifier reward), ``num_problems``, ``mean_response_tokens``, ``tokens_generated``,
     ``method`` (and ``num_simulations`` for MCTS).
     """
@@ -124,8 +157,16 @@ def evaluate(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if not problems:
         raise ValueError("evaluate() needs at least one problem")
+    rescale = agent.rescale_values if rescale_values is None else rescale_values
     fn = agent._fn(
-        ("solve", method, num_simulations, top_k), _make_solver, agent.model, env, method, num_simulations, top_k
+        ("solve", method, num_simulations, top_k, rescale),
+        _make_solver,
+        agent.model,
+        env,
+        method,
+        num_simulations,
+        top_k,
+        rescale,
     )
     rewards, lengths = [], []
     for start in range(0, len(problems), batch_size):
@@ -151,11 +192,19 @@ def evaluate(
     return out
 
 
-def _make_solver(model, env, method, num_simulations, top_k):
+def _make_solver(model, env, method, num_simulations, top_k, rescale_values):
     def solve(params, states, key):
         if method == "mcts":
             traj = selfplay(
-                model, params, env, states, key, num_simulations=num_simulations, top_k=top_k, temperature=0.0
+                model,
+                params,
+                env,
+                states,
+                key,
+                num_simulations=num_simulations,
+                top_k=top_k,
+                temperature=0.0,
+                rescale_values=rescale_values,
             )
         else:
             traj = rollout(model, params, env, states, key, greedy=method == "greedy")
@@ -167,7 +216,14 @@ def _make_solver(model, env, method, num_simulations, top_k):
 
 
 def heldout_problems(env, config) -> list[dict]:
-    """The held-out problem set of a run (the same set the training loop evaluates on)."""
+    """The held-out problem set of a run (the same set the training loop evaluates on): the TFDS dataset
+    ``eval.tfds_name`` if the config names one, else sampled from the seed."""
+    if config.eval.get("tfds_name"):
+        from jaxrl_reason.datasets import read_problems
+
+        return read_problems(
+            config.eval.tfds_name, data_dir=config.eval.tfds_data_dir, split=config.eval.get("tfds_split", "test")
+        )
     return run_problem_sets(env, config.seed, config.sft.num_examples, config.eval.num_problems)[1]
 
 
@@ -186,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mcts_algorithm", default="gumbel", choices=("gumbel", "muzero"))
     parser.add_argument("--prm_dir", default=None, help="sweep: PRM directory (default <workdir>/prm)")
     parser.add_argument("--out_dir", default=None, help="sweep: where the CSV/PNG go (default <workdir>)")
+    parser.add_argument("--tfds_name", default=None, help="evaluate on this TFDS problem set (jaxrl_reason.datasets)")
+    parser.add_argument("--tfds_data_dir", default=None, help="directory of the TFDS dataset")
+    parser.add_argument("--tfds_split", default="test")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if args.sweep:
         from jaxrl_reason.ttc import sweep_workdir
@@ -210,14 +269,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     config = agent.config
+    if args.tfds_name and not args.tfds_data_dir:
+        print("error: --tfds_name needs --tfds_data_dir", file=sys.stderr)
+        return 2
     if args.num_problems:
         config.eval.num_problems = args.num_problems
+    if args.tfds_name:
+        from jaxrl_reason.datasets import read_problems
+
+        try:
+            problems = read_problems(args.tfds_name, data_dir=args.tfds_data_dir, split=args.tfds_split)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    else:
+        problems = heldout_problems(agent.env, config)
     method = args.method or config.eval.method
     sims = args.num_simulations or config.eval.num_simulations
     metrics = evaluate(
         agent,
         agent.env,
-        heldout_problems(agent.env, config),
+        problems,
         method=method,
         num_simulations=sims,
         batch_size=config.eval.batch_size,

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxrl_reason import parallel
 from jaxrl_reason.algorithms.alphazero import alphazero_loss
 from jaxrl_reason.algorithms.distill import distill_loss, distillation_set
 from jaxrl_reason.algorithms.sft import sft_loss
@@ -88,8 +89,10 @@ def _replay_capacity(config) -> int:
     return config.selfplay.replay_iterations * config.selfplay.num_episodes
 
 
-def init_state(config, env, model, tx) -> TrainState:
-    """Fresh train state (params, optimizer, empty replay) from ``config.seed``."""
+def init_state(config, env, model, tx, *, mesh=None) -> TrainState:
+    """Fresh train state (params, optimizer, empty replay) from ``config.seed``; laid out on `mesh` if given."""
+    if mesh is not None:
+        return parallel.init_sharded(lambda: init_state(config, env, model, tx), mesh, model, tx)
     key = jax.random.PRNGKey(config.seed)
     k_params, k_run = jax.random.split(key)
     params = model.init(k_params)
@@ -124,10 +127,20 @@ class TrainFns:
     sft_update: Any
     selfplay_iteration: Any
     rl_update: Any
+    mesh: Any = None  # the jax.sharding.Mesh they are compiled for
+
+    def batch_shardings(self, batch):
+        """Shardings of a host batch (leading axis over ``data``), for ``parallel.host_batch_to_global``."""
+        return parallel.batch_sharding(batch, self.mesh)
 
 
-def make_train_fns(config, env, model, tx) -> TrainFns:
-    """Builds the pure update functions of a run and jits them (state donated)."""
+def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
+    """Builds the pure update functions of a run and jits them (state donated).
+
+    They are compiled for `mesh` (default: the config's ``mesh.*`` over all devices) with the train
+    state's shardings (:func:`jaxrl_reason.parallel.state_shardings`); batches are split over ``data``.
+    """
+    mesh = parallel.mesh_from_config(config) if mesh is None else mesh
     sp = config.selfplay
     policy_from = (config.sft.steps if is_reasoning_task(env) else 0) + sp.value_warmup_steps
 
@@ -139,6 +152,8 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
     def sft_update(state: TrainState, batch):
+        batch = parallel.constrain_batch(batch, mesh)
+
         def loss_fn(params):
             logits, _ = model.apply(params, batch["tokens"])
             if "teacher_log_probs" in batch:  # distillation, logits mode
@@ -151,19 +166,26 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
         key = jax.random.fold_in(state.key, state.step)
         k_init, k_play = jax.random.split(jax.random.fold_in(key, 1))
         states = jax.vmap(env.init)(jax.random.split(k_init, sp.num_episodes))
-        traj = selfplay(
-            model,
-            state.params,
-            env,
-            states,
-            k_play,
-            num_simulations=sp.num_simulations,
-            top_k=sp.top_k,
-            algorithm=sp.search,
-            max_depth=sp.max_depth,
-            temperature=sp.temperature,
-            rescale_values=sp.rescale_values,
-        )
+
+        def play_one(params, one_state, one_key):  # one episode, its own key: same result on any mesh
+            expand = lambda x: x[None]
+            traj = selfplay(
+                model,
+                params,
+                env,
+                jax.tree.map(expand, one_state),
+                one_key,
+                num_simulations=sp.num_simulations,
+                top_k=sp.top_k,
+                algorithm=sp.search,
+                max_depth=sp.max_depth,
+                temperature=sp.temperature,
+                rescale_values=sp.rescale_values,
+            )
+            return jax.tree.map(lambda x: x[0], traj)
+
+        # each device plays its own episodes (shard_map over the mesh; see parallel.map_examples)
+        traj = parallel.map_examples(play_one, mesh, state.params, states, jax.random.split(k_play, sp.num_episodes))
         cap = _replay_capacity(config)
         idx = (state.replay_count + jnp.arange(sp.num_episodes)) % cap
         replay = {k: v.at[idx].set(getattr(traj, k).astype(v.dtype)) for k, v in state.replay.items()}
@@ -180,7 +202,7 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
         key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 2)
         filled = jnp.minimum(state.replay_count, _replay_capacity(config))
         idx = jax.random.randint(key, (sp.batch_size,), 0, jnp.maximum(filled, 1))
-        batch = {k: v[idx] for k, v in state.replay.items()}
+        batch = parallel.constrain_batch({k: v[idx] for k, v in state.replay.items()}, mesh)
         traj = Trajectory(
             log_probs=jnp.zeros(batch["actions"].shape, jnp.float32),
             values=jnp.zeros(batch["actions"].shape, jnp.float32),
@@ -212,10 +234,15 @@ def make_train_fns(config, env, model, tx) -> TrainFns:
         selfplay_iteration, rl_update = make_rl_fns(
             config, env, model, apply_grads, rl_from=policy_from - sp.value_warmup_steps
         )
-    return TrainFns(
-        sft_update=jax.jit(sft_update, donate_argnums=0),
-        selfplay_iteration=jax.jit(selfplay_iteration, donate_argnums=0),
-        rl_update=jax.jit(rl_update, donate_argnums=0),
+    return parallel.jit_train_fns(
+        TrainFns,
+        mesh,
+        jax.eval_shape(lambda: init_state(config, env, model, tx)),
+        model,
+        tx,
+        sft_update=sft_update,
+        selfplay_iteration=selfplay_iteration,
+        rl_update=rl_update,
     )
 
 
@@ -254,16 +281,23 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     from jaxrl_reason.evaluation import Agent, evaluate  # evaluation shares the model and env
 
     t_start = time.time()
+    parallel.maybe_initialize_distributed(config)  # before any device is touched
     os.makedirs(workdir, exist_ok=True)
     env = make(config.env_id, **dict(config.env_kwargs))
     model = build_model(config, env)
     tx = build_optimizer(config)
-    fns = make_train_fns(config, env, model, tx)
+    mesh = parallel.mesh_from_config(config)
+    fns = make_train_fns(config, env, model, tx, mesh=mesh)
     meta = _meta(config, env)
     is_main = jax.process_index() == 0
+    _log(
+        is_main,
+        f"mesh {dict(mesh.shape)} over {jax.device_count()} {jax.default_backend()} devices, "
+        f"{jax.process_count()} process(es)",
+    )
 
     ckpt = Checkpointer(workdir, max_to_keep=config.keep_checkpoints)
-    state = init_state(config, env, model, tx)
+    state = init_state(config, env, model, tx, mesh=mesh)
     if ckpt.latest_step() is not None:
         _check_compatible(ckpt.restore_meta(), meta, workdir)
         state, _ = ckpt.restore(state)
@@ -279,6 +313,12 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         train_dicts, eval_problems = run_problem_sets(
             env, config.seed, config.sft.num_examples, config.eval.num_problems
         )
+        if config.eval.get("tfds_name"):  # a fixed held-out set on disk (jaxrl_reason.datasets)
+            from jaxrl_reason.datasets import read_problems
+
+            eval_problems = read_problems(
+                config.eval.tfds_name, data_dir=config.eval.tfds_data_dir, split=config.eval.tfds_split
+            )
         if sft_steps > int(state.step):
             if config.distill.teacher_workdir:
                 sft_data = distillation_set(config, env, model, train_dicts)
@@ -294,7 +334,8 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     try:
         while step < config.total_steps:
             if step < sft_steps:
-                state, metrics = fns.sft_update(state, sft_batch(sft_data, step, config.sft.batch_size, config.seed))
+                batch = sft_batch(sft_data, step, config.sft.batch_size, config.seed)
+                state, metrics = fns.sft_update(state, parallel.host_batch_to_global(batch, fns.batch_shardings(batch)))
                 phase = "sft"
             else:
                 if config.algorithm == "none":
@@ -337,14 +378,15 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
                 if step == kill_at:
                     ckpt.wait()
                     os.kill(os.getpid(), signal.SIGKILL)
-            bar.update(1)
-            bar.set_postfix(
+            bar.set_postfix(  # no redraw here: update() redraws at most once a second
                 {
                     "phase": phase,
                     "loss": f"{float(metrics['loss']):.3f}",
                     **({"acc": f"{last_eval['accuracy']:.3f}"} if "accuracy" in last_eval else {}),
-                }
+                },
+                refresh=False,
             )
+            bar.update(1)
     finally:
         bar.close()
         ckpt.close()
@@ -366,7 +408,7 @@ class _NoBar:
     def update(self, n):
         pass
 
-    def set_postfix(self, d):
+    def set_postfix(self, d, refresh=True):
         pass
 
     def close(self):

@@ -224,3 +224,21 @@ def test_every_param_has_logical_axes_of_matching_rank():
     )
     sharded = jax.device_put(params, shardings)
     assert sharded["embed"].sharding.shard_shape(sharded["embed"].shape) == (V, CFG.d_model // 2)
+
+
+def test_bfloat16_matmuls_track_float32_and_decode_matches_its_own_forward():
+    model, params = _setup()
+    bf16 = jr.PolicyValueTransformer(dataclasses.replace(CFG, dtype="bfloat16"))
+    seq = _tokens(3, 14)
+    l32, v32 = _jitted(model)[0](params, seq)
+    apply, prefill, decode, _ = _jitted(bf16)
+    l16, v16 = apply(params, seq)
+    assert l16.dtype == jnp.float32 and v16.dtype == jnp.float32
+    np.testing.assert_allclose(l16, l32, atol=0.1 * float(jnp.abs(l32).max()))
+    assert float(jnp.abs(l16 - l32).max()) > 0  # the bf16 path really rounds
+    lengths = jnp.array([2, 5, 9], jnp.int32)
+    _, _, cache = prefill(params, seq[:, :9], lengths)
+    assert cache.k.dtype == jnp.bfloat16
+    rows = jnp.arange(3)
+    step_logits, _, _ = decode(params, cache, seq[rows, lengths], lengths)
+    np.testing.assert_allclose(step_logits, l16[rows, lengths], atol=0.05 * float(jnp.abs(l16).max()))

@@ -224,3 +224,16 @@ def test_rollout_rejects_a_mismatched_model():
     with pytest.raises(ValueError, match="num_actions"):
         jr.rollout(dataclasses.replace(MODEL, config=dataclasses.replace(MODEL.config, num_actions=5)), _params(),
                    ENV, _states(), jax.random.key(0))  # fmt: skip
+
+
+def test_rollout_with_the_batch_sharded_over_devices_equals_unsharded():
+    params, states = _params(), _states()
+    mesh = jax.make_mesh((len(jax.devices()),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    data = jax.NamedSharding(mesh, jax.P("data"))
+    sharded_states = jax.device_put(states, data)
+    fn = _rollout_fn()
+    want = fn(params, states, jax.random.key(3), 1.5)
+    got = fn(params, sharded_states, jax.random.key(3), 1.5)
+    assert got.actions.sharding.spec[0] == "data" or len(jax.devices()) == 1
+    np.testing.assert_array_equal(got.actions, want.actions)
+    np.testing.assert_allclose(got.log_probs, want.log_probs, atol=1e-5)

@@ -170,3 +170,15 @@ def test_value_warmup_trains_only_the_value_head():
         assert changed == (name in VALUE_HEAD_PARAMS), name
     state, _ = fns.rl_update(state)  # after the warm-up the policy trains too
     assert not np.array_equal(jax.device_get(state.params)["policy_head"], after["policy_head"])
+
+
+def test_agent_searches_with_the_rescale_setting_it_was_trained_with(tmp_path):
+    config = tiny_config(total_steps=2, sft__steps=2, checkpoint_every=2, eval_every=100)
+    config.selfplay.rescale_values = False
+    train(config, str(tmp_path), progress=False)
+    agent = Agent.load(str(tmp_path))
+    assert agent.rescale_values is False
+    states = jax.vmap(agent.env.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    agent.act(jax.random.PRNGKey(1), states, method="mcts", num_simulations=2, top_k=2)
+    assert ("act", "mcts", 2, 2, 0.0, False) in agent._jitted
+    assert Agent(model=agent.model, params=agent.params, env=agent.env).rescale_values is True  # mctx default

@@ -161,21 +161,32 @@ def _rotate(x: Array, sin: Array, cos: Array) -> Array:
 
 
 def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype) -> Array:
-    """Softmax attention of ``q [B,T,H,Dh]`` over the union of segments ``(k [B,S,H,Dh], v, mask [B|1,T|1,S])``.
+    """Softmax attention of ``q [B,T,H,Dh]`` over the union of segments ``(kt, vt, mask [B|1,T|1,S])``.
 
-    Scores of all segments share one softmax; no K/V is concatenated (a cache is read in place).
+    Segments come in the layouts the matmuls read: ``kt [B,H,Dh,S]``, ``vt [B,H,S,Dh]``. Scores of all
+    segments share one softmax; no K/V is concatenated (a cache is read in place).
     """
     scores = [
-        jnp.where(m[:, None], _mm("bthd,bshd->bhts", q, k, dtype), _NEG) for k, _, m in segments
+        jnp.where(m[:, None], _mm("bthd,bhds->bhts", q, kt, dtype), _NEG) for kt, _, m in segments
     ]  # each [B,H,T,S_i]
     sizes = [s.shape[-1] for s in scores]
     probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0], axis=-1)
     out = 0.0
     start = 0
-    for (_, v, _), size in zip(segments, sizes, strict=True):
-        out = out + _mm("bhts,bshd->bthd", probs[..., start : start + size], v, dtype)
+    for (_, vt, _), size in zip(segments, sizes, strict=True):
+        out = out + _mm("bhts,bhsd->bthd", probs[..., start : start + size], vt, dtype)
         start += size
     return out
+
+
+def _attention_layout(k: Array, v: Array) -> tuple[Array, Array]:
+    """K/V ``[..., S, H, Dh]`` -> the layouts attention's matmuls read: ``kt [..., H, Dh, S]``, ``vt [..., H, S, Dh]``.
+
+    The network transposes context segments once per call (all layers at once). A caller that keeps K/V
+    in these layouts and transposes them back before the call pays no transpose: the two cancel.
+    """
+    n = k.ndim
+    return jnp.moveaxis(k, n - 3, n - 1), jnp.swapaxes(v, n - 3, n - 2)
 
 
 class _Block(nn.Module):
@@ -186,23 +197,23 @@ class _Block(nn.Module):
         c = self.config
         dtype, pdtype = jnp.dtype(c.dtype), jnp.dtype(c.param_dtype)
         d, h, dh = c.d_model, c.num_heads, c.head_dim
-        fan_in = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2, 3))
-        out_init = nn.initializers.variance_scaling(
-            1.0 / (2 * c.num_layers), "fan_in", "normal", in_axis=(0, 1), out_axis=2
-        )
-        w_qkv = _param(self, "qkv", fan_in, (d, 3, h, dh), ("embed", None, "heads", "kv"), pdtype)
+        # Fan-in scaled normals; the residual-branch outputs shrunk by 1/(2·layers) (GPT-2 style).
+        init = nn.initializers.variance_scaling
+        out_scale = 1.0 / (2 * c.num_layers)
+        qkv_init = init(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2, 3))
+        w_qkv = _param(self, "qkv", qkv_init, (d, 3, h, dh), ("embed", None, "heads", "kv"), pdtype)
+        out_init = init(out_scale, "fan_in", "normal", in_axis=(0, 1), out_axis=2)
         w_out = _param(self, "attn_out", out_init, (h, dh, d), ("heads", "kv", "embed"), pdtype)
-        w_up = _param(self, "mlp_in", nn.initializers.variance_scaling(1.0, "fan_in", "normal"), (d, c.mlp_dim),
-                      ("embed", "mlp"), pdtype)  # fmt: skip
-        w_down = _param(self, "mlp_out", nn.initializers.variance_scaling(1.0 / (2 * c.num_layers), "fan_in",
-                        "normal"), (c.mlp_dim, d), ("mlp", "embed"), pdtype)  # fmt: skip
+        up_init, down_init = init(1.0, "fan_in", "normal"), init(out_scale, "fan_in", "normal")
+        w_up = _param(self, "mlp_in", up_init, (d, c.mlp_dim), ("embed", "mlp"), pdtype)
+        w_down = _param(self, "mlp_out", down_init, (c.mlp_dim, d), ("mlp", "embed"), pdtype)
 
         y = _rms_norm(self, "attn_norm", x, pdtype)
         qkv = _mm("btd,dchk->btchk", y, w_qkv, dtype)  # [B,T,3,H,Dh]
         qk = _rotate(qkv[:, :, :2], sin, cos)
         q = qk[:, :, 0] * (dh**-0.5)
         k, v = qk[:, :, 1].astype(dtype), qkv[:, :, 2].astype(dtype)
-        segments = [*context, (k, v, self_mask)]
+        segments = [*context, (*_attention_layout(k, v), self_mask)]
         att = _attend(q, segments, dtype)  # [B,T,H,Dh]
         x = x + _mm("bthk,hkd->btd", att, w_out, dtype)
 
@@ -220,8 +231,8 @@ class _Network(nn.Module):
         """tokens/positions [B,T]; key_mask [B,T] bool or None; context: ((k, v, mask [B,S]), ...)."""
         c = self.config
         pdtype = jnp.dtype(c.param_dtype)
-        embed = _param(self, "embed", nn.initializers.normal(1.0), (c.vocab_size, c.d_model), ("vocab", "embed"),
-                       pdtype)  # fmt: skip
+        embed_shape = (c.vocab_size, c.d_model)
+        embed = _param(self, "embed", nn.initializers.normal(1.0), embed_shape, ("vocab", "embed"), pdtype)
         if c.vocab_size <= _ONE_HOT_MAX_VOCAB:
             # A one-hot matmul instead of a gather: exact in f32, its gradient is a matmul rather than a
             # scatter-add (faster on CPU), and it shards over any mesh without gather resharding.
@@ -239,8 +250,9 @@ class _Network(nn.Module):
         if key_mask is not None:
             self_mask = self_mask & key_mask[:, None, :]
         ks, vs = [], []
+        context = [(*_attention_layout(k, v), m[:, None, :]) for k, v, m in context]
         for i in range(c.num_layers):
-            layer_ctx = [(k[i], v[i], m[:, None, :]) for k, v, m in context]
+            layer_ctx = [(kt[i], vt[i], m) for kt, vt, m in context]
             x, k, v = _Block(c, name=f"layer_{i}")(x, sin, cos, self_mask, layer_ctx)
             ks.append(k)
             vs.append(v)

@@ -60,8 +60,18 @@ class _Shared:
 
     params: Params
     root_state: EnvState  # [B]
-    prefix: Any  # (k [layers, B, H, Dh, S], v [layers, B, H, S, Dh], mask [B, S]) or None for "full"
+    prefix: Any  # (k, v: tuples over layers of [B, H, Dh, S], mask [B, S]) or None for "full"
     root_length: Array  # [B] int32
+
+
+def _to_attention_layout(x: Array) -> tuple[Array, ...]:
+    """[layers, B, S, H, Dh] -> per layer [B, H, Dh, S]."""
+    return tuple(jnp.transpose(x[i], (0, 2, 3, 1)) for i in range(x.shape[0]))
+
+
+def _from_attention_layout(xs: tuple[Array, ...]) -> Array:
+    """Inverse of :func:`_to_attention_layout` (XLA folds it into the attention dots)."""
+    return jnp.stack([jnp.transpose(x, (0, 3, 1, 2)) for x in xs])
 
 
 def _state_bytes(state: EnvState) -> int:
@@ -146,10 +156,10 @@ def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evalu
         del key
         prefix = None
         if shared.prefix is not None:
-            # Stored as attention reads it (k [layers,B,H,Dh,S], v [layers,B,H,S,Dh]) and transposed back
-            # here: XLA's CPU dots otherwise copy (transpose) the whole loop-invariant prefix every simulation.
+            # Stored per layer in the layout attention reads ([B,H,Dh,S]) and rebuilt here: XLA's CPU dots
+            # otherwise copy (transpose, slice) the whole loop-invariant prefix K/V in every simulation.
             pk, pv, pm = shared.prefix
-            prefix = (jnp.transpose(pk, (0, 1, 4, 2, 3)), jnp.swapaxes(pv, 2, 3), pm)
+            prefix = (_from_attention_layout(pk), _from_attention_layout(pv), pm)
         batch = action.shape[0]
         token = jnp.take_along_axis(emb.slots, action[:, None], axis=1)[:, 0]
         # An invalid slot can only be reached if every prior underflows; play the top token instead.
@@ -275,7 +285,10 @@ def mcts_policy(
     if evaluation == "kv":
         pk = prefix[0]  # [layers, B, L, H, Dh]
         shape = (batch, pk.shape[0], depth_bound, *pk.shape[3:])
-        kv = (jnp.zeros(shape, pk.dtype), jnp.zeros(shape, pk.dtype))
+        # Zeros derived from a traced value: a constant would make XLA constant-fold mctx's whole
+        # [B, N+1, layers, D, H, Dh] initial tree at compile time.
+        zero = jnp.broadcast_to((states.length[0] * 0).astype(pk.dtype), shape)
+        kv = (zero, zero)
     embedding = NodeEmbedding(
         slots=slots,
         path=jnp.full((batch, depth_bound), spec.pad_id, jnp.int32),
@@ -289,7 +302,7 @@ def mcts_policy(
         embedding=embedding,
     )
     if prefix is not None:
-        prefix = (jnp.transpose(prefix[0], (0, 1, 3, 4, 2)), jnp.swapaxes(prefix[1], 2, 3), prefix[2])
+        prefix = (_to_attention_layout(prefix[0]), _to_attention_layout(prefix[1]), prefix[2])
     shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
     recurrent_fn = make_recurrent_fn(
         model, env, top_k=k, max_depth=depth_bound, evaluation=evaluation, store_states=store_states

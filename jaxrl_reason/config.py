@@ -28,7 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.env_id = "addition-v0"
     c.env_kwargs = ml_collections.ConfigDict()  # difficulty overrides passed to jr.make
-    c.algorithm = "alphazero"  # after the SFT warm start: "alphazero" | "none"
+    c.algorithm = "alphazero"  # after the SFT warm start: "alphazero" | "grpo" | "rloo" | "none"
     c.total_steps = 1000  # optimizer updates in all (SFT + RL)
     c.checkpoint_every = 200
     c.eval_every = 200
@@ -66,6 +66,24 @@ def base_config() -> ml_collections.ConfigDict:
     # RL steps at the start that train only the value head (trunk frozen, policy weight 0): the search's
     # Q-values come from the value head, so its policy targets are noise until it has learned outcomes.
     c.selfplay.value_warmup_steps = 0
+
+    # GRPO / RLOO (algorithm="grpo" | "rloo"): G sampled responses per problem, group advantages, PPO clipping.
+    c.rl = ml_collections.ConfigDict()
+    c.rl.group_size = 8  # G responses per problem
+    c.rl.num_problems = 16  # problems per sampled batch (batch = num_problems * group_size responses)
+    c.rl.updates_per_batch = 2  # optimizer steps on each sampled batch (PPO epochs)
+    c.rl.clip_eps = 0.2
+    c.rl.kl_coef = 0.0  # k3 KL to the params at the start of RL; 0 = off (no reference forward)
+    c.rl.temperature = 1.0  # sampling temperature of the behaviour policy
+    c.rl.adv_eps = 1e-6  # GRPO: (r - mean) / (std + adv_eps)
+
+    # Distillation warm start: SFT on a teacher run's samples instead of the task's demonstrations.
+    c.distill = ml_collections.ConfigDict()
+    c.distill.teacher_workdir = ""  # "" = off (demonstrations); else a run directory with a checkpoint
+    c.distill.mode = "sequence"  # "sequence": CE on teacher samples; "logits": KL(teacher || student) per token
+    c.distill.keep = "correct"  # "correct" | "all": which teacher samples to keep (sequence mode)
+    c.distill.temperature = 1.0  # teacher sampling temperature
+    c.distill.samples_per_problem = 1
 
     c.eval = ml_collections.ConfigDict()
     c.eval.num_problems = 256  # held-out problems (disjoint from the SFT set)
@@ -198,7 +216,9 @@ def _parse_value(key: str, raw: str, current: Any) -> Any:
 
 
 _CHOICES = {
-    "algorithm": ("alphazero", "none"),
+    "algorithm": ("alphazero", "grpo", "rloo", "none"),
+    "distill.mode": ("sequence", "logits"),
+    "distill.keep": ("correct", "all"),
     "selfplay.search": ("gumbel", "muzero"),
     "eval.method": ("greedy", "sample", "mcts"),
 }
@@ -217,6 +237,13 @@ _POSITIVE = (
     "selfplay.updates_per_iteration",
     "selfplay.batch_size",
     "selfplay.replay_iterations",
+    "rl.group_size",
+    "rl.num_problems",
+    "rl.updates_per_batch",
+    "rl.temperature",
+    "rl.adv_eps",
+    "distill.temperature",
+    "distill.samples_per_problem",
     "eval.num_problems",
     "eval.num_simulations",
     "eval.batch_size",
@@ -264,6 +291,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if config.selfplay.temperature < 0:
         raise ConfigError(f"selfplay.temperature must be >= 0, got {config.selfplay.temperature}")
+    _validate_rl(config)
+
+
+def _validate_rl(config) -> None:
+    if config.algorithm == "rloo" and config.rl.group_size < 2:
+        raise ConfigError(f"rl.group_size must be >= 2 for RLOO (leave-one-out), got {config.rl.group_size}")
+    if not 0 < config.rl.clip_eps < 1:
+        raise ConfigError(f"rl.clip_eps must be in (0, 1), got {config.rl.clip_eps}")
+    if config.rl.kl_coef < 0:
+        raise ConfigError(f"rl.kl_coef must be >= 0 (0 = off), got {config.rl.kl_coef}")
 
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:

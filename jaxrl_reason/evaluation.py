@@ -234,10 +234,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_simulations", type=int, default=None)
     parser.add_argument("--num_problems", type=int, default=None)
     parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--sweep", action="store_true", help="test-time compute sweep -> ttc_sweep.csv/png")
+    parser.add_argument("--mcts_sims", default="1,2,4,8,16,32,64,128,256", help="sweep: MCTS budgets")
+    parser.add_argument("--best_of_n", default="2,4,8,16", help="sweep: best-of-N sizes")
+    parser.add_argument("--beam_widths", default="2,4,8", help="sweep: beam widths")
+    parser.add_argument("--lookahead", default="2x2,4x2", help="sweep: lookahead WIDTHxDEPTH list")
+    parser.add_argument("--mcts_algorithm", default="gumbel", choices=("gumbel", "muzero"))
+    parser.add_argument("--prm_dir", default=None, help="sweep: PRM directory (default <workdir>/prm)")
+    parser.add_argument("--out_dir", default=None, help="sweep: where the CSV/PNG go (default <workdir>)")
     parser.add_argument("--tfds_name", default=None, help="evaluate on this TFDS problem set (jaxrl_reason.datasets)")
     parser.add_argument("--tfds_data_dir", default=None, help="directory of the TFDS dataset")
     parser.add_argument("--tfds_split", default="test")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.sweep:
+        from jaxrl_reason.ttc import sweep_workdir
+
+        ints = lambda text: tuple(int(x) for x in text.split(",") if x)  # noqa: E731
+        sweep_workdir(
+            args.workdir,
+            num_problems=args.num_problems,
+            prm_dir=args.prm_dir,
+            out_dir=args.out_dir,
+            mcts_sims=ints(args.mcts_sims),
+            best_of_n=ints(args.best_of_n),
+            beam_widths=ints(args.beam_widths),
+            lookahead=tuple(tuple(int(v) for v in x.split("x")) for x in args.lookahead.split(",") if x),
+            mcts_algorithm=args.mcts_algorithm,
+        )
+        print(f"wrote {args.out_dir or args.workdir}/ttc_sweep.csv and ttc_sweep.png")
+        return 0
     try:
         agent = Agent.load(args.workdir, step=args.step)
     except FileNotFoundError as e:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +33,7 @@ class MetricsWriter:
             return
         clean = {k: _scalar(v) for k, v in metrics.items()}
         with open(self.path, "a") as f:
-            f.write(json.dumps({"step": int(step), "phase": phase, **clean}) + "\n")
+            f.write(json.dumps({"step": int(step), "phase": phase, "time": round(time.time(), 2), **clean}) + "\n")
         if self._tb is not None:
             for k, v in clean.items():
                 if isinstance(v, (int, float)):

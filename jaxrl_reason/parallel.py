@@ -160,6 +160,7 @@ def state_shardings(state: Any, model, tx, mesh: Mesh) -> Any:
         key=rep,
         replay=batch_sharding(state.replay, mesh),
         replay_count=rep,
+        ref_params=None if state.ref_params is None else params,  # GRPO/RLOO's frozen reference: like params
     )
 
 

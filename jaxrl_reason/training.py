@@ -27,6 +27,7 @@ from flax import struct
 
 from jaxrl_reason import parallel
 from jaxrl_reason.algorithms.alphazero import alphazero_loss
+from jaxrl_reason.algorithms.distill import distill_loss, distillation_set
 from jaxrl_reason.algorithms.sft import sft_loss
 from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.config import ConfigError, config_to_dict, load_config
@@ -35,6 +36,7 @@ from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.metrics import MetricsWriter, plot_learning_curves
 from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig
+from jaxrl_reason.rlvr import RL_ALGORITHMS, make_rl_fns, rl_buffer, uses_reference
 from jaxrl_reason.selfplay import selfplay
 from jaxrl_reason.types import Trajectory
 
@@ -55,6 +57,7 @@ class TrainState:
     key: jax.Array  # base PRNG key; step s uses fold_in(key, s)
     replay: dict  # self-play replay: _REPLAY_FIELDS arrays with a leading [capacity] axis
     replay_count: jax.Array  # [] int32: episodes ever inserted
+    ref_params: Any = None  # GRPO/RLOO with rl.kl_coef > 0: the frozen reference policy (params at RL start)
 
 
 class TrainingError(RuntimeError):
@@ -104,6 +107,8 @@ def init_state(config, env, model, tx, *, mesh=None) -> TrainState:
         "rewards": jnp.zeros((cap, steps, spec.num_players), jnp.float32),
         "policy": jnp.zeros((cap, steps, spec.num_actions), jnp.float32),
     }
+    if config.algorithm in RL_ALGORITHMS:  # the RL batch lives where the replay would
+        replay = rl_buffer(config, spec)
     return TrainState(
         params=params,
         opt_state=tx.init(params),
@@ -111,6 +116,7 @@ def init_state(config, env, model, tx, *, mesh=None) -> TrainState:
         key=k_run,
         replay=replay,
         replay_count=jnp.int32(0),
+        ref_params=jax.tree.map(jnp.copy, params) if uses_reference(config) else None,
     )
 
 
@@ -150,6 +156,8 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
 
         def loss_fn(params):
             logits, _ = model.apply(params, batch["tokens"])
+            if "teacher_log_probs" in batch:  # distillation, logits mode
+                return distill_loss(logits, batch)
             return sft_loss(logits, batch["tokens"], batch["prompt_length"], batch["length"])
 
         return apply_grads(state, loss_fn)
@@ -222,6 +230,10 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
 
         return apply_grads(state, loss_fn)
 
+    if config.algorithm in RL_ALGORITHMS:
+        selfplay_iteration, rl_update = make_rl_fns(
+            config, env, model, apply_grads, rl_from=policy_from - sp.value_warmup_steps
+        )
     return parallel.jit_train_fns(
         TrainFns,
         mesh,
@@ -308,7 +320,10 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
                 config.eval.tfds_name, data_dir=config.eval.tfds_data_dir, split=config.eval.tfds_split
             )
         if sft_steps > int(state.step):
-            sft_data = demonstration_set(env, train_dicts)
+            if config.distill.teacher_workdir:
+                sft_data = distillation_set(config, env, model, train_dicts)
+            else:
+                sft_data = demonstration_set(env, train_dicts)
 
     writer = MetricsWriter(workdir, enabled=is_main)
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
@@ -326,7 +341,12 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
                 if config.algorithm == "none":
                     step = config.total_steps
                     break
-                if (step - sft_steps) % config.selfplay.updates_per_iteration == 0:
+                every = (
+                    config.rl.updates_per_batch
+                    if config.algorithm in RL_ALGORITHMS
+                    else config.selfplay.updates_per_iteration
+                )
+                if (step - sft_steps) % every == 0:
                     state, sp_metrics = fns.selfplay_iteration(state)
                 state, metrics = fns.rl_update(state)
                 metrics = {**metrics, **sp_metrics}

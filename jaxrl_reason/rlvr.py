@@ -1,0 +1,99 @@
+"""GRPO / RLOO inside the shared training loop: the sampling iteration and the update step.
+
+The loop (:mod:`jaxrl_reason.training`) calls ``sample`` every ``rl.updates_per_batch`` steps and
+``update`` every step, exactly as it does with AlphaZero's self-play iteration and replay update:
+
+* ``sample(state)``: ``rl.num_problems`` fresh problems (keys ``fold_in(key, step)``), ``rl.group_size``
+  responses each from :func:`jr.rollout` at ``rl.temperature``; rewards -> group advantages; the batch
+  (tokens, actions, behaviour log-probs, advantages) is stored in ``state.replay`` so a checkpoint
+  taken between updates resumes bit for bit. At the first RL step it also freezes the reference
+  policy (``state.ref_params`` = the params at the start of RL) when ``rl.kl_coef > 0``.
+* ``update(state)``: one clipped policy-gradient step on the stored batch
+  (:func:`jaxrl_reason.algorithms.grpo.policy_gradient_loss`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl_reason.algorithms.grpo import group_advantages, policy_gradient_loss, token_log_probs
+from jaxrl_reason.envs.core import tree_select
+from jaxrl_reason.models import rollout
+
+RL_ALGORITHMS = ("grpo", "rloo")
+
+
+def rl_buffer(config, spec) -> dict:
+    """Zeros of the stored RL batch: ``B = num_problems * group_size`` rows."""
+    b, t = config.rl.num_problems * config.rl.group_size, spec.max_response_length
+    return {
+        "tokens": jnp.zeros((b, spec.max_length), jnp.int32),
+        "prompt_length": jnp.ones((b,), jnp.int32),
+        "actions": jnp.zeros((b, t), jnp.int32),
+        "valid": jnp.zeros((b, t), bool),
+        "log_probs": jnp.zeros((b, t), jnp.float32),
+        "advantages": jnp.zeros((b,), jnp.float32),
+    }
+
+
+def uses_reference(config) -> bool:
+    return config.algorithm in RL_ALGORITHMS and config.rl.kl_coef > 0
+
+
+def make_rl_fns(config, env, model, apply_grads, *, rl_from: int):
+    """``(sample, update)`` pure functions of a TrainState (callers jit them). ``rl_from``: first RL step."""
+    rl = config.rl
+    n, g = rl.num_problems, rl.group_size
+    kl = uses_reference(config)
+
+    def sample(state):
+        key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
+        k_init, k_roll = jax.random.split(key)
+        states = jax.vmap(env.init)(jax.random.split(k_init, n))
+        states = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), states)  # rows i*g .. i*g+g-1: problem i
+        traj = rollout(model, state.params, env, states, k_roll, temperature=rl.temperature, masked_log_probs=False)
+        rewards = traj.returns[:, 0].reshape(n, g)
+        adv = group_advantages(rewards, estimator=config.algorithm, eps=rl.adv_eps).reshape(-1)
+        buffer = {
+            "tokens": traj.tokens,
+            "prompt_length": traj.prompt_length.astype(jnp.int32),
+            "actions": traj.actions,
+            "valid": traj.valid,
+            "log_probs": traj.log_probs.astype(jnp.float32),
+            "advantages": adv,
+        }
+        ref = state.ref_params
+        if kl:
+            ref = tree_select(state.step == rl_from, state.params, state.ref_params)
+        metrics = {
+            "rl_reward": rewards.mean(),
+            "rl_accuracy": (rewards == 1.0).mean(),
+            "rl_response_length": traj.valid.sum(1).mean(),
+            "rl_zero_std_groups": (rewards.std(1) == 0).mean(),
+        }
+        return state.replace(replay=buffer, ref_params=ref), metrics
+
+    def update(state):
+        batch = state.replay
+
+        def loss_fn(params):
+            logits, _ = model.apply(params, batch["tokens"])
+            log_p = token_log_probs(logits, batch["prompt_length"], batch["actions"])
+            ref_log_p = None
+            if kl:
+                ref_logits, _ = model.apply(state.ref_params, batch["tokens"])
+                ref_log_p = token_log_probs(ref_logits, batch["prompt_length"], batch["actions"])
+            return policy_gradient_loss(
+                log_p,
+                batch["log_probs"],
+                batch["advantages"],
+                batch["valid"],
+                clip_eps=rl.clip_eps,
+                ref_log_p=ref_log_p,
+                kl_coef=rl.kl_coef,
+            )
+
+        return apply_grads(state, loss_fn)
+
+    return sample, update

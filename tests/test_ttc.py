@@ -1,0 +1,69 @@
+"""Test-time compute sweep on a real tiny run: CSV rows/columns and the PNG."""
+
+import csv
+import os
+
+from jaxrl_reason.evaluation import main as evaluate_main
+from jaxrl_reason.ttc import COLUMNS, sweep_specs
+from tests._tiny_run import tiny_run
+
+
+def test_sweep_specs_lists_every_method():
+    specs = sweep_specs(mcts_sims=(1, 4), best_of_n=(2,), beam_widths=(2,), lookahead=((2, 2),), with_prm=True)
+    names = [(m, s, b) for m, s, b, _ in specs]
+    assert names == [
+        ("greedy", "", 1),
+        ("best_of_n", "majority", 2),
+        ("best_of_n", "orm", 2),
+        ("best_of_n", "prm", 2),
+        ("beam", "prm", 2),
+        ("lookahead", "depth2", 2),
+        ("mcts", "gumbel", 1),
+        ("mcts", "gumbel", 4),
+    ]
+
+
+def test_sweep_cli_writes_csv_and_png():
+    workdir = tiny_run()
+    for f in ("ttc_sweep.csv", "ttc_sweep.png"):
+        if os.path.exists(os.path.join(workdir, f)):
+            os.remove(os.path.join(workdir, f))
+    rc = evaluate_main(
+        [
+            "--workdir",
+            workdir,
+            "--sweep",
+            "--num_problems",
+            "8",
+            "--mcts_sims",
+            "1,2",
+            "--best_of_n",
+            "2",
+            "--beam_widths",
+            "2",
+            "--lookahead",
+            "2x2",
+            "--prm_dir",
+            os.path.join(workdir, "no_prm"),
+        ]
+    )
+    assert rc == 0
+    with open(os.path.join(workdir, "ttc_sweep.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0].keys()) == COLUMNS
+    assert [(r["method"], r["selection"], r["budget"]) for r in rows] == [
+        ("greedy", "", "1"),
+        ("best_of_n", "majority", "2"),
+        ("best_of_n", "orm", "2"),
+        ("beam", "value", "2"),
+        ("lookahead", "depth2", "2"),
+        ("mcts", "gumbel", "1"),
+        ("mcts", "gumbel", "2"),
+    ]
+    for r in rows:
+        assert r["num_problems"] == "8" and 0.0 <= float(r["accuracy"]) <= 1.0
+        assert float(r["flops_per_problem"]) > 0 and float(r["tokens_per_problem"]) > 0
+    tok = {(r["method"], r["budget"]): float(r["tokens_per_problem"]) for r in rows}
+    assert tok[("mcts", "2")] > tok[("mcts", "1")]  # more simulations, more tokens evaluated
+    assert tok[("best_of_n", "2")] > tok[("greedy", "1")]
+    assert os.path.getsize(os.path.join(workdir, "ttc_sweep.png")) > 1000

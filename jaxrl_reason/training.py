@@ -27,6 +27,7 @@ from flax import struct
 
 from jaxrl_reason import parallel
 from jaxrl_reason.algorithms.alphazero import alphazero_loss
+from jaxrl_reason.algorithms.common import value_head_only
 from jaxrl_reason.algorithms.distill import distill_loss, distillation_set
 from jaxrl_reason.algorithms.sft import sft_loss
 from jaxrl_reason.checkpoint import Checkpointer
@@ -42,8 +43,6 @@ from jaxrl_reason.types import Trajectory
 
 #: Fault injection for tests: SIGKILL the process right after the checkpoint of this step is on disk.
 KILL_AT_STEP_ENV = "JAXRL_REASON_KILL_AT_STEP"
-#: The value head's parameters (trained alone during the value warm-up).
-VALUE_HEAD_PARAMS = ("value_head", "value_bias")
 _REPLAY_FIELDS = ("tokens", "prompt_length", "actions", "players", "valid", "rewards", "policy")
 
 
@@ -214,9 +213,7 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
 
         def loss_fn(params):
             if sp.value_warmup_steps:  # warm-up: gradients reach the value head only, the trunk is frozen
-                frozen = jax.tree.map(jax.lax.stop_gradient, params)
-                head_only = {**frozen, **{name: params[name] for name in VALUE_HEAD_PARAMS}}
-                params = tree_select(warmup, head_only, params)
+                params = tree_select(warmup, value_head_only(params), params)
             logits, values, value_logits = model.apply(params, traj.tokens, return_value_logits=True)
             categorical = model.config.value_head == "categorical"
             return alphazero_loss(

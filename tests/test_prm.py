@@ -154,7 +154,8 @@ def test_fit_prm_reports_label_errors_and_plugs_into_beam(tmp_path):
 
 
 def test_head_only_prm_training_keeps_the_policy():
-    from jaxrl_reason.algorithms.prm import VALUE_HEAD_PARAMS, train_prm
+    from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
+    from jaxrl_reason.algorithms.prm import train_prm
     from jaxrl_reason.evaluation import Agent
 
     agent = Agent.load(tiny_run())

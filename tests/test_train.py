@@ -147,8 +147,9 @@ def test_resuming_with_a_different_env_is_refused(tmp_path):
 
 
 def test_value_warmup_trains_only_the_value_head():
+    from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
     from jaxrl_reason.envs.registry import make
-    from jaxrl_reason.training import VALUE_HEAD_PARAMS, build_model, build_optimizer, init_state, make_train_fns
+    from jaxrl_reason.training import build_model, build_optimizer, init_state, make_train_fns
 
     config = tiny_config(total_steps=4, sft__steps=0, selfplay__value_warmup_steps=2)
     config.optim.weight_decay = 0.0  # decoupled weight decay would shrink frozen params too

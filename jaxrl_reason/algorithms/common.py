@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxrl_reason.types import Array
@@ -23,3 +24,17 @@ def masked_mean(x: Array, mask: Array) -> Array:
     """Mean of `x` over entries where `mask` is True (0 when none are)."""
     mask = mask.astype(x.dtype)
     return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+#: Parameters of the policy-value transformer's value head (see jaxrl_reason.models.transformer).
+VALUE_HEAD_PARAMS = ("value_head", "value_bias")
+
+
+def value_head_only(params: dict) -> dict:
+    """`params` with gradients stopped everywhere but the value head.
+
+    Use inside a loss to train the value head alone: the trunk and policy head get zero gradients,
+    so (with no weight decay) they stay bit-identical.
+    """
+    frozen = jax.tree.map(jax.lax.stop_gradient, params)
+    return {**frozen, **{name: params[name] for name in VALUE_HEAD_PARAMS}}

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrl_reason.algorithms.common import masked_mean
+from jaxrl_reason.algorithms.common import masked_mean, value_head_only
 from jaxrl_reason.types import Array
 
 # -- exact step checkers (Python) ------------------------------------------------------------------------
@@ -197,9 +197,6 @@ def prm_loss(values: Array, targets: Array, mask: Array) -> tuple[Array, dict]:
     return loss, {"loss": loss}
 
 
-VALUE_HEAD_PARAMS = ("value_head", "value_bias")
-
-
 def train_prm(
     key,
     model,
@@ -224,7 +221,7 @@ def train_prm(
     def update(params, opt, idx):
         def loss_fn(p):
             if head_only:
-                p = {**jax.tree.map(jax.lax.stop_gradient, p), **{k: p[k] for k in VALUE_HEAD_PARAMS}}
+                p = value_head_only(p)
             _, values = model.apply(p, data["tokens"][idx])
             return prm_loss(values, data["targets"][idx], data["mask"][idx])[0]
 

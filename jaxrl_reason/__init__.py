@@ -33,7 +33,7 @@ from jaxrl_reason.envs import (
     registered_envs,
 )
 from jaxrl_reason.evaluation import Agent, evaluate
-from jaxrl_reason.models import KVCache, PolicyValueTransformer, TransformerConfig, rollout
+from jaxrl_reason.models import KVCache, LayerSegment, PolicyValueTransformer, TransformerConfig, rollout
 from jaxrl_reason.parallel import make_mesh
 from jaxrl_reason.prm_training import fit_prm
 from jaxrl_reason.search import DecodeResult, decode, mcts_policy
@@ -56,6 +56,7 @@ __all__ = [
     "EnvState",
     "HostVerifiedTask",
     "KVCache",
+    "LayerSegment",
     "PolicyValueTransformer",
     "PolicyWithPRM",
     "ReasoningTask",

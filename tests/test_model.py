@@ -180,6 +180,12 @@ def test_extend_with_prefix_and_path_segments_equals_full_forward():
     assert nk.shape == (CFG.num_layers, b, 3, CFG.num_heads, CFG.head_dim) and nv.shape == nk.shape
     np.testing.assert_allclose(logits, full_logits[rows, new_pos], atol=TOL)
     np.testing.assert_allclose(values, full_values[rows, new_pos], atol=TOL)
+    # the prefix as a LayerSegment (split by layer, attention layout: what MCTS passes) gives the same
+    seg = jr.LayerSegment.from_kv(*cache.segment())
+    assert len(seg.kt) == CFG.num_layers and seg.kt[0].shape == (b, CFG.num_heads, L, CFG.head_dim)
+    l_seg, v_seg, _ = extend(params, seq[rows, new_pos], new_pos, (seg, path_seg))
+    np.testing.assert_allclose(l_seg, logits, atol=1e-6)
+    np.testing.assert_allclose(v_seg, values, atol=1e-6)
     # a masked-out path segment is the same as no path segment only if the mask really hides it
     hidden = (pk, pv, jnp.zeros((b, 2), bool))
     l_hidden, _, _ = extend(params, seq[rows, new_pos], new_pos, (cache.segment(), hidden))
@@ -197,6 +203,12 @@ def test_bad_inputs_raise_value_errors():
     k = jnp.zeros((CFG.num_layers, 2, 4, CFG.num_heads, CFG.head_dim + 2))
     with pytest.raises(ValueError, match=r"context\[0\]: expected k, v"):
         model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [(k, k, jnp.ones((2, 4)))])
+    bad = jr.LayerSegment.from_kv(k, k, jnp.ones((2, 4), bool))  # head_dim off by 2
+    with pytest.raises(ValueError, match=r"context\[0\]: expected a LayerSegment of 2 layers"):
+        model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [bad])
+    short = bad.replace(kt=bad.kt[:1], vt=bad.vt[:1])
+    with pytest.raises(ValueError, match="got 1 layers"):
+        model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [short])
     with pytest.raises(ValueError, match="lengths: expected shape"):
         model.prefill(params, jnp.zeros((2, 3), jnp.int32), jnp.zeros((3,), jnp.int32))
     with pytest.raises(ValueError, match="expected a TransformerConfig"):

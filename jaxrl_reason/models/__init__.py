@@ -9,6 +9,7 @@ from jaxrl_reason.models.flops import (
 from jaxrl_reason.models.sampling import mask_logits, rollout, sample_action
 from jaxrl_reason.models.transformer import (
     KVCache,
+    LayerSegment,
     PolicyValueTransformer,
     TransformerConfig,
     two_hot,
@@ -17,6 +18,7 @@ from jaxrl_reason.models.transformer import (
 
 __all__ = [
     "KVCache",
+    "LayerSegment",
     "PolicyValueTransformer",
     "TransformerConfig",
     "decode_flops_per_token",

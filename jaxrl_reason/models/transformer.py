@@ -163,11 +163,11 @@ def _rotate(x: Array, sin: Array, cos: Array) -> Array:
 def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype) -> Array:
     """Softmax attention of ``q [B,T,H,Dh]`` over the union of segments ``(kt, vt, mask [B|1,T|1,S])``.
 
-    Segments come in the layouts the matmuls read: ``kt [B,H,Dh,S]``, ``vt [B,H,S,Dh]``. Scores of all
+    Segments come in the layout the matmuls read: ``kt, vt [B,H,S,Dh]``. Scores of all
     segments share one softmax; no K/V is concatenated (a cache is read in place).
     """
     scores = [
-        jnp.where(m[:, None], _mm("bthd,bhds->bhts", q, kt, dtype), _NEG) for kt, _, m in segments
+        jnp.where(m[:, None], _mm("bthd,bhsd->bhts", q, kt, dtype), _NEG) for kt, _, m in segments
     ]  # each [B,H,T,S_i]
     sizes = [s.shape[-1] for s in scores]
     probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0], axis=-1)
@@ -180,13 +180,39 @@ def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype) -> 
 
 
 def _attention_layout(k: Array, v: Array) -> tuple[Array, Array]:
-    """K/V ``[..., S, H, Dh]`` -> the layouts attention's matmuls read: ``kt [..., H, Dh, S]``, ``vt [..., H, S, Dh]``.
+    """K/V ``[..., S, H, Dh]`` -> the layout attention's matmuls read: ``kt, vt [..., H, S, Dh]``.
 
     The network transposes context segments once per call (all layers at once). A caller that keeps K/V
     in these layouts and transposes them back before the call pays no transpose: the two cancel.
     """
     n = k.ndim
-    return jnp.moveaxis(k, n - 3, n - 1), jnp.swapaxes(v, n - 3, n - 2)
+    return jnp.swapaxes(k, n - 3, n - 2), jnp.swapaxes(v, n - 3, n - 2)
+
+
+class LayerSegment(struct.PyTreeNode):
+    """A context segment already split by layer, in the layouts attention's matmuls read.
+
+    ``kt[i], vt[i] [B,H,S,Dh]`` for layer ``i``, ``mask [B,S]`` True where a slot may
+    be attended to. :meth:`PolicyValueTransformer.extend` accepts it wherever it accepts a
+    ``(k, v, mask)`` triple. A caller that evaluates against the same context many times inside a loop
+    (MCTS over a shared prefix) converts once with :meth:`from_kv`: a stacked ``[Lyr, ...]`` segment
+    would otherwise be sliced per layer — a full copy of the K/V — in every iteration, because XLA's
+    CPU backend does not fuse a slice into a dot.
+    """
+
+    kt: tuple[Array, ...]
+    vt: tuple[Array, ...]
+    mask: Array
+
+    @classmethod
+    def from_kv(cls, k: Array, v: Array, mask: Array) -> LayerSegment:
+        """From ``k, v [Lyr,B,S,H,Dh]`` and ``mask [B,S]`` (the layout of caches and of ``extend``'s K/V)."""
+        kt, vt = _attention_layout(k, v)
+        return cls(
+            kt=tuple(kt[i] for i in range(kt.shape[0])),
+            vt=tuple(vt[i] for i in range(vt.shape[0])),
+            mask=jnp.asarray(mask, bool),
+        )
 
 
 class _Block(nn.Module):
@@ -250,7 +276,12 @@ class _Network(nn.Module):
         if key_mask is not None:
             self_mask = self_mask & key_mask[:, None, :]
         ks, vs = [], []
-        context = [(*_attention_layout(k, v), m[:, None, :]) for k, v, m in context]
+        context = [
+            (seg.kt, seg.vt, seg.mask[:, None, :])
+            if isinstance(seg, LayerSegment)
+            else (*_attention_layout(seg[0], seg[1]), seg[2][:, None, :])
+            for seg in context
+        ]
         for i in range(c.num_layers):
             layer_ctx = [(kt[i], vt[i], m) for kt, vt, m in context]
             x, k, v = _Block(c, name=f"layer_{i}")(x, sin, cos, self_mask, layer_ctx)
@@ -395,8 +426,9 @@ class PolicyValueTransformer:
         Args:
           tokens: [B, T] int32 new tokens.
           positions: [B, T] int32 their positions.
-          context: sequence of segments ``(k [Lyr,B,S,H,Dh], v [Lyr,B,S,H,Dh], mask [B,S] bool)``; the new
-            tokens attend to every context slot whose mask is True, and causally to each other.
+          context: sequence of segments ``(k [Lyr,B,S,H,Dh], v [Lyr,B,S,H,Dh], mask [B,S] bool)`` or
+            :class:`LayerSegment`; the new tokens attend to every context slot whose mask is True, and
+            causally to each other.
 
         Returns:
           ``(logits [B,T,A], values [B,T], (k, v))`` with the new tokens' own K/V, each ``[Lyr,B,T,H,Dh]``
@@ -409,6 +441,10 @@ class PolicyValueTransformer:
         want = (c.num_layers, tokens.shape[0], None, c.num_heads, c.head_dim)
         segs = []
         for i, seg in enumerate(context):
+            if isinstance(seg, LayerSegment):
+                self._check_layer_segment(i, seg, tokens.shape[0])
+                segs.append(seg)
+                continue
             if len(seg) != 3:
                 raise ValueError(f"context[{i}]: expected a (k, v, mask) triple, got {len(seg)} items")
             k, v, m = seg
@@ -423,6 +459,25 @@ class PolicyValueTransformer:
         logits, value_logits, k, v = self._net.apply({"params": params}, tokens, positions, None, tuple(segs))
         logits, values = self._heads(logits, value_logits)
         return logits, values, (k, v)
+
+    def _check_layer_segment(self, i: int, seg: LayerSegment, batch: int) -> None:
+        c = self.config
+        n = len(seg.kt)
+        s = seg.mask.shape[-1] if seg.mask.ndim == 2 else None
+        want_k = want_v = (batch, c.num_heads, s, c.head_dim)
+        if (
+            n != c.num_layers
+            or len(seg.vt) != n
+            or seg.mask.shape != (batch, s)
+            or any(k.shape != want_k for k in seg.kt)
+            or any(v.shape != want_v for v in seg.vt)
+        ):
+            raise ValueError(
+                f"context[{i}]: expected a LayerSegment of {c.num_layers} layers with kt[i], vt[i] "
+                f"[B={batch}, H={c.num_heads}, S, Dh={c.head_dim}] and mask [B, S]; got "
+                f"{n} layers, kt {[k.shape for k in seg.kt]}, vt {[v.shape for v in seg.vt]}, "
+                f"mask {seg.mask.shape}"
+            )
 
     def init_cache(self, batch_size: int) -> KVCache:
         """An empty cache of ``config.max_length`` slots."""

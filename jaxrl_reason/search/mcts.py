@@ -33,6 +33,7 @@ import mctx
 from flax import struct
 
 from jaxrl_reason.envs.core import TokenEnv
+from jaxrl_reason.models.transformer import LayerSegment, PolicyValueTransformer
 from jaxrl_reason.types import Array, EnvState, Params, PRNGKey, SearchOutput
 
 #: States whose per-row size is at most this many bytes are stored in the tree; larger ones (big
@@ -60,18 +61,8 @@ class _Shared:
 
     params: Params
     root_state: EnvState  # [B]
-    prefix: Any  # (k, v: tuples over layers of [B, H, Dh, S], mask [B, S]) or None for "full"
+    prefix: Any  # the root prefix's K/V (a LayerSegment for our transformer); None for "full"
     root_length: Array  # [B] int32
-
-
-def _to_attention_layout(x: Array) -> tuple[Array, ...]:
-    """[layers, B, S, H, Dh] -> per layer [B, H, Dh, S]."""
-    return tuple(jnp.transpose(x[i], (0, 2, 3, 1)) for i in range(x.shape[0]))
-
-
-def _from_attention_layout(xs: tuple[Array, ...]) -> Array:
-    """Inverse of :func:`_to_attention_layout` (XLA folds it into the attention dots)."""
-    return jnp.stack([jnp.transpose(x, (0, 3, 1, 2)) for x in xs])
 
 
 def _state_bytes(state: EnvState) -> int:
@@ -154,12 +145,9 @@ def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evalu
 
     def recurrent_fn(shared: _Shared, key, action, emb: NodeEmbedding):
         del key
-        prefix = None
-        if shared.prefix is not None:
-            # Stored per layer in the layout attention reads ([B,H,Dh,S]) and rebuilt here: XLA's CPU dots
-            # otherwise copy (transpose, slice) the whole loop-invariant prefix K/V in every simulation.
-            pk, pv, pm = shared.prefix
-            prefix = (_from_attention_layout(pk), _from_attention_layout(pv), pm)
+        # Split by layer in the layouts attention reads (LayerSegment): a stacked prefix would be sliced
+        # per layer, i.e. the whole loop-invariant K/V copied, in every simulation.
+        prefix = shared.prefix
         batch = action.shape[0]
         token = jnp.take_along_axis(emb.slots, action[:, None], axis=1)[:, 0]
         # An invalid slot can only be reached if every prior underflows; play the top token instead.
@@ -301,8 +289,8 @@ def mcts_policy(
         value=jnp.where(states.done, 0.0, value.astype(jnp.float32)),
         embedding=embedding,
     )
-    if prefix is not None:
-        prefix = (_to_attention_layout(prefix[0]), _to_attention_layout(prefix[1]), prefix[2])
+    if prefix is not None and isinstance(model, PolicyValueTransformer):
+        prefix = LayerSegment.from_kv(*prefix)  # other models get the plain (k, v, mask) segment
     shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
     recurrent_fn = make_recurrent_fn(
         model, env, top_k=k, max_depth=depth_bound, evaluation=evaluation, store_states=store_states

@@ -5,8 +5,9 @@
 
 The agent plays both sides (game ``i`` gives it player ``i % 2``). Games are played in one batch: the
 agent acts on all boards at once (one jitted search), the opponent move by move in Python. The
-minimax opponent picks uniformly among its optimal moves, so games differ. Prints JSON with wins,
-draws and losses from the agent's side, overall and per side.
+minimax opponent picks uniformly among its optimal moves, so games differ. Games start from the empty
+board (``--opening_moves 0``), whatever openings the agent was trained on. Prints JSON with wins, draws
+and losses from the agent's side, overall and per side.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.players import mcts_move, ttt_optimal_moves
+from jaxrl_reason.envs.registry import make
 from jaxrl_reason.evaluation import Agent
 
 _GAME_NAMES = {"tic-tac-toe-v0": "tic_tac_toe", "connect-four-v0": "connect_four"}
@@ -49,8 +51,10 @@ def play(
     num_simulations: int,
     opponent_simulations: int = 200,
     seed: int = 0,
+    opening_moves: int = 0,
 ) -> dict:
-    env = agent.env
+    # the arena's own games: `opening_moves` random moves before the agent and opponent take over
+    env = make(agent.env.spec.env_id, random_opening_moves=opening_moves)
     game = _GAME_NAMES.get(env.spec.env_id)
     if game is None:
         raise ValueError(f"the arena plays {sorted(_GAME_NAMES)}, not {env.spec.env_id}")
@@ -100,6 +104,7 @@ def main(argv=None) -> int:
     p.add_argument("--num_simulations", type=int, default=64)
     p.add_argument("--opponent_simulations", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--opening_moves", type=int, default=0, help="random moves before play starts (0: empty board)")
     args = p.parse_args(argv)
     agent = Agent.load(args.workdir)
     t0 = time.time()
@@ -111,6 +116,7 @@ def main(argv=None) -> int:
         num_simulations=args.num_simulations,
         opponent_simulations=args.opponent_simulations,
         seed=args.seed,
+        opening_moves=args.opening_moves,
     )
     print(
         json.dumps(
@@ -122,6 +128,7 @@ def main(argv=None) -> int:
                 "opponent": args.opponent,
                 "method": args.method,
                 "num_simulations": args.num_simulations,
+                "opening_moves": args.opening_moves,
                 "wall_s": round(time.time() - t0, 1),
                 **result,
             }

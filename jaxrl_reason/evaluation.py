@@ -237,9 +237,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="test-time compute sweep -> ttc_sweep.csv/png")
     parser.add_argument("--mcts_sims", default="1,2,4,8,16,32,64,128,256", help="sweep: MCTS budgets")
     parser.add_argument("--best_of_n", default="2,4,8,16", help="sweep: best-of-N sizes")
-    parser.add_argument("--beam_widths", default="2,4,8", help="sweep: beam widths")
+    parser.add_argument("--beam_widths", default="2,4,8", help="sweep: token-level beam widths")
+    parser.add_argument(
+        "--step_beam_widths", default="2,4", help="sweep: step-level (PRM) beam widths, tasks with ',' steps"
+    )
     parser.add_argument("--lookahead", default="2x2,4x2", help="sweep: lookahead WIDTHxDEPTH list")
     parser.add_argument("--mcts_algorithm", default="gumbel", choices=("gumbel", "muzero"))
+    parser.add_argument(
+        "--mcts_gumbel_scale",
+        type=float,
+        default=0.0,
+        help="sweep: Gumbel noise of the test-time search (0: deterministic, 1 simulation = greedy)",
+    )
     parser.add_argument("--prm_dir", default=None, help="sweep: PRM directory (default <workdir>/prm)")
     parser.add_argument("--out_dir", default=None, help="sweep: where the CSV/PNG go (default <workdir>)")
     parser.add_argument("--tfds_name", default=None, help="evaluate on this TFDS problem set (jaxrl_reason.datasets)")
@@ -258,8 +267,10 @@ def main(argv: list[str] | None = None) -> int:
             mcts_sims=ints(args.mcts_sims),
             best_of_n=ints(args.best_of_n),
             beam_widths=ints(args.beam_widths),
+            step_beam_widths=ints(args.step_beam_widths),
             lookahead=tuple(tuple(int(v) for v in x.split("x")) for x in args.lookahead.split(",") if x),
             mcts_algorithm=args.mcts_algorithm,
+            mcts_gumbel_scale=args.mcts_gumbel_scale,
         )
         print(f"wrote {args.out_dir or args.workdir}/ttc_sweep.csv and ttc_sweep.png")
         return 0

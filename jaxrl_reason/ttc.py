@@ -4,8 +4,10 @@
 
 Runs :func:`jr.decode` with each method over the run's held-out problems: greedy; best-of-N with
 majority vote, ORM (value head at the end) and, when a PRM is found (``<workdir>/prm``, see
-:mod:`jaxrl_reason.prm_training`), PRM-weighted (min over prefixes); beam search scored by the PRM (or by
-the value head without one); lookahead; MCTS with each simulation budget. Writes
+:mod:`jaxrl_reason.prm_training`), PRM-weighted (min over prefixes); token-level beam search and, for
+tasks whose steps end with ``","``, step-level beam search, both scored by the PRM (or by the value head
+without one); lookahead; MCTS with each simulation budget (Gumbel noise off by default: the test-time
+search is deterministic and 1 simulation plays the policy's argmax). Writes
 ``<workdir>/ttc_sweep.csv`` (one row per method and budget) and ``<workdir>/ttc_sweep.png`` (accuracy
 against FLOPs and against generated tokens, log x). Tokens and FLOPs per problem are jr.decode's
 counts; a separate PRM's forwards are added to them (it is a network of the policy's size).
@@ -38,6 +40,7 @@ COLUMNS = (
 DEFAULT_MCTS_SIMS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 DEFAULT_BEST_OF_N = (2, 4, 8, 16)
 DEFAULT_BEAM_WIDTHS = (2, 4, 8)
+DEFAULT_STEP_BEAM_WIDTHS = (2, 4)
 DEFAULT_LOOKAHEAD = ((2, 2), (4, 2))
 
 
@@ -46,21 +49,31 @@ def sweep_specs(
     mcts_sims=DEFAULT_MCTS_SIMS,
     best_of_n=DEFAULT_BEST_OF_N,
     beam_widths=DEFAULT_BEAM_WIDTHS,
+    step_beam_widths=DEFAULT_STEP_BEAM_WIDTHS,
     lookahead=DEFAULT_LOOKAHEAD,
     with_prm: bool = False,
     mcts_algorithm: str = "gumbel",
+    mcts_gumbel_scale: float = 0.0,
+    step_id: int | None = None,
 ):
-    """The list of ``(method, selection, budget, decode kwargs)`` a sweep runs."""
+    """The list of ``(method, selection, budget, decode kwargs)`` a sweep runs (step-level beams only
+    with a ``step_id``)."""
     specs = [("greedy", "", 1, {})]
     for n in best_of_n:
         for sel in ("majority", "orm") + (("prm",) if with_prm else ()):
             specs.append(("best_of_n", sel, n, {"n": n, "selection": sel}))
     for w in beam_widths:
         specs.append(("beam", "prm" if with_prm else "value", w, {"beam_width": w, "expand": w}))
+    for w in step_beam_widths if step_id is not None else ():
+        kw = {"beam_width": w, "expand": w, "step_id": step_id}
+        specs.append(("step_beam", "prm" if with_prm else "value", w, kw))
     for w, d in lookahead:
         specs.append(("lookahead", f"depth{d}", w, {"width": w, "depth": d}))
     for s in mcts_sims:
-        specs.append(("mcts", mcts_algorithm, s, {"num_simulations": s, "algorithm": mcts_algorithm}))
+        kw = {"num_simulations": s, "algorithm": mcts_algorithm}
+        if mcts_algorithm == "gumbel":
+            kw["gumbel_scale"] = mcts_gumbel_scale
+        specs.append(("mcts", mcts_algorithm, s, kw))
     return specs
 
 
@@ -79,6 +92,7 @@ def run_method(
     elif prm is not None and kwargs.get("selection") == "prm":
         kwargs["prm_fn"] = value_prm(*prm)
         extra_flops = kwargs["n"] * forward_flops(prm[0].config, 1, seq)
+    method = "beam" if method == "step_beam" else method  # the sweep's name for beam with step_id
     if method == "beam" and prm is not None:
         model, params = PolicyWithPRM(model, prm[0]), (params, prm[1])
         double = True  # every beam forward runs the policy and the PRM
@@ -124,6 +138,9 @@ def sweep(
     csv_path = os.path.join(out_dir, "ttc_sweep.csv")
     with open(csv_path, "w", newline="") as f:
         csv.DictWriter(f, fieldnames=COLUMNS).writeheader()
+    tok = getattr(agent.env, "tokenizer", None)
+    if agent.env.spec.num_players == 1 and tok is not None and "step_id" not in spec_kwargs:
+        spec_kwargs["step_id"] = tok.id_of(",")  # reasoning steps end with "," (jaxrl_reason.algorithms.prm)
     for method, selection, budget, kwargs in sweep_specs(with_prm=prm is not None, **spec_kwargs):
         res = run_method(agent, problems, method, kwargs, prm=prm, batch_size=batch_size, seed=seed)
         rows.append({"method": method, "selection": selection, "budget": budget, **res})

@@ -11,7 +11,7 @@ import jaxrl_reason as jr
 from jaxrl_reason.envs.tasks.base import extract_answer_text
 from jaxrl_reason.search.decoding import majority_scores
 from tests.test_core import Echo
-from tests.test_mcts import CHAIN, ToyConfig, search
+from tests.test_mcts import CHAIN, CHAIN2, ToyConfig, search
 
 ECHO = Echo()
 MODEL = jr.PolicyValueTransformer(
@@ -33,6 +33,8 @@ decode = jax.jit(
         "expand",
         "width",
         "depth",
+        "step_id",
+        "gumbel_scale",
     ),
 )
 
@@ -138,6 +140,15 @@ def test_mcts_decoding_with_shared_prefix_equals_full_forward_searches_per_token
     np.testing.assert_array_equal(res.tokens_generated, (s.length - s.prompt_length) * 9)
 
 
+def test_deterministic_gumbel_mcts_with_one_simulation_is_greedy():
+    states = _echo_states([3, 7, 1, 8])
+    greedy = decode(MODEL, PARAMS, ECHO, states, jax.random.key(0), method="greedy")
+    one = decode(MODEL, PARAMS, ECHO, states, jax.random.key(5), method="mcts", num_simulations=1, gumbel_scale=0.0)
+    np.testing.assert_array_equal(one.tokens, greedy.tokens)
+    noisy = decode(MODEL, PARAMS, ECHO, _repeat(states, 8), jax.random.key(5), method="mcts", num_simulations=1)
+    assert (np.asarray(noisy.tokens) != np.asarray(_repeat(greedy.tokens, 8))).any()  # Gumbel noise samples
+
+
 @dataclasses.dataclass(frozen=True)
 class Scripted:
     """Zero logits; value 1 while the tokens are a prefix of [bos, 2, 0, 1] (Chain's best), else 0."""
@@ -162,6 +173,37 @@ def test_beam_and_lookahead_against_hand_computed_outcomes():
     assert np.asarray(look.tokens[:, 1]).tolist() == [1, 1]
     np.testing.assert_allclose(look.returns[:, 0], 0.3, rtol=1e-6)
     np.testing.assert_array_equal(look.tokens_generated, [27, 27])
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptedSampler(Scripted):
+    """Scripted with a (trivial) KV-cache interface: uniform logits, so sampling is uniform over legal tokens."""
+
+    def prefill(self, params, tokens, lengths):
+        logits, values = self.apply(params, tokens)
+        return logits, values, jnp.zeros(())
+
+    def decode(self, params, cache, action, pos):
+        return jnp.zeros((action.shape[0], self.config.num_actions)), jnp.zeros(action.shape), cache
+
+
+def test_step_level_beam_keeps_the_best_steps_and_stops_at_step_tokens():
+    model = ScriptedSampler(ToyConfig(num_actions=4, vocab_size=6, max_length=4))
+    states = jax.tree.map(lambda x: jnp.broadcast_to(x, (3, *x.shape)), CHAIN.init_from_problem(jnp.int32(0)))
+    # Steps end at token 0. Round 1 samples [0] | [1, ...] | [2, 0] | [2, 1|2, ...]: only [2, 0] keeps the
+    # value at 1; round 2 completes it with 1 (0 is illegal after 1, so [2, 0, 0] or [2, 0, 2] score 0).
+    res = decode(model, {}, CHAIN, states, jax.random.key(3), method="beam", beam_width=2, expand=16, step_id=0)
+    np.testing.assert_array_equal(res.tokens[:, 1:], [[2, 0, 1]] * 3)
+    np.testing.assert_allclose(res.returns[:, 0], 1.0)
+    np.testing.assert_allclose(res.scores.max(1), 1.0)
+    # every candidate of round 1 is 1-3 tokens, round 2 adds one token to each of <= 2 x 16 candidates
+    gen = np.asarray(res.tokens_generated)
+    assert ((gen >= 16 + 16) & (gen <= 16 * 3 + 32)).all(), gen
+    # a step-token that never appears: one round of whole responses, i.e. best-of-16 by the value head
+    whole = decode(model, {}, CHAIN, states, jax.random.key(3), method="beam", beam_width=2, expand=16, step_id=3)
+    np.testing.assert_array_equal(whole.tokens_generated, [48] * 3)
+    with pytest.raises(ValueError, match="one-player tasks"):
+        jr.decode(model, {}, CHAIN2, states, jax.random.key(0), method="beam", step_id=0)
 
 
 def test_unknown_method_and_bad_selection_raise():

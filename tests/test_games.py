@@ -171,6 +171,22 @@ def test_sampled_openings_are_legal_diverse_and_unfinished():
     assert len(openings) > 60
 
 
+def test_varied_opening_lengths_cover_zero_to_the_maximum_and_stay_legal():
+    env = TicTacToe(random_opening_moves=4, vary_opening_length=True)
+    assert env.spec.max_prompt_length == 5
+    states = jax.jit(jax.vmap(env.init))(jax.random.split(jax.random.PRNGKey(1), 200))
+    assert not np.asarray(states.done).any()
+    lengths = np.asarray(states.prompt_length) - 1
+    counts = np.bincount(lengths, minlength=5)
+    assert counts.shape == (5,) and (counts > 20).all()  # uniform over 0..4: about 40 each
+    for i in range(200):
+        row = jax.tree.map(lambda x, i=i: np.asarray(x)[i], states)
+        d = env.problem_to_dict(row.problem)
+        assert len(d["moves"]) == lengths[i]
+        ref = PyBoardGame("tic_tac_toe", d["moves"])  # raises if illegal
+        assert np.asarray(row.aux.board).tolist() == ref.board and not ref.done
+
+
 # -- equivalence with the pure-Python reference -----------------------------------------------------------
 @pytest.mark.parametrize(("env", "name"), [(TTT, "tic_tac_toe"), (C4, "connect_four")], ids=["ttt", "c4"])
 def test_random_games_match_the_python_reference(env, name):

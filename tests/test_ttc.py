@@ -9,7 +9,15 @@ from tests._tiny_run import tiny_run
 
 
 def test_sweep_specs_lists_every_method():
-    specs = sweep_specs(mcts_sims=(1, 4), best_of_n=(2,), beam_widths=(2,), lookahead=((2, 2),), with_prm=True)
+    specs = sweep_specs(
+        mcts_sims=(1, 4),
+        best_of_n=(2,),
+        beam_widths=(2,),
+        step_beam_widths=(2,),
+        lookahead=((2, 2),),
+        with_prm=True,
+        step_id=7,
+    )
     names = [(m, s, b) for m, s, b, _ in specs]
     assert names == [
         ("greedy", "", 1),
@@ -17,10 +25,15 @@ def test_sweep_specs_lists_every_method():
         ("best_of_n", "orm", 2),
         ("best_of_n", "prm", 2),
         ("beam", "prm", 2),
+        ("step_beam", "prm", 2),
         ("lookahead", "depth2", 2),
         ("mcts", "gumbel", 1),
         ("mcts", "gumbel", 4),
     ]
+    assert specs[5][3] == {"beam_width": 2, "expand": 2, "step_id": 7}
+    assert specs[-1][3] == {"num_simulations": 4, "algorithm": "gumbel", "gumbel_scale": 0.0}
+    # no step token (e.g. a game): no step-level beam
+    assert all(m != "step_beam" for m, *_ in sweep_specs(step_beam_widths=(2,), step_id=None))
 
 
 def test_sweep_cli_writes_csv_and_png():
@@ -41,6 +54,8 @@ def test_sweep_cli_writes_csv_and_png():
             "2",
             "--beam_widths",
             "2",
+            "--step_beam_widths",
+            "2",
             "--lookahead",
             "2x2",
             "--prm_dir",
@@ -56,6 +71,7 @@ def test_sweep_cli_writes_csv_and_png():
         ("best_of_n", "majority", "2"),
         ("best_of_n", "orm", "2"),
         ("beam", "value", "2"),
+        ("step_beam", "value", "2"),
         ("lookahead", "depth2", "2"),
         ("mcts", "gumbel", "1"),
         ("mcts", "gumbel", "2"),
@@ -66,4 +82,6 @@ def test_sweep_cli_writes_csv_and_png():
     tok = {(r["method"], r["budget"]): float(r["tokens_per_problem"]) for r in rows}
     assert tok[("mcts", "2")] > tok[("mcts", "1")]  # more simulations, more tokens evaluated
     assert tok[("best_of_n", "2")] > tok[("greedy", "1")]
+    acc = {(r["method"], r["budget"]): float(r["accuracy"]) for r in rows}
+    assert acc[("mcts", "1")] == acc[("greedy", "1")]  # deterministic search, 1 simulation: the argmax
     assert os.path.getsize(os.path.join(workdir, "ttc_sweep.png")) > 1000

@@ -11,8 +11,12 @@ Methods (``method_kwargs`` in brackets):
   vote over the extracted answers (token spans after the answer marker, compared as token arrays),
   by the value head at the final state (ORM), or by a process reward over every prefix (PRM: min or
   product; default PRM = the value head mapped to [0, 1]).
-* ``"beam"`` [``beam_width``, ``expand``]: beam search; each beam proposes its ``expand`` most
-  probable legal tokens; candidates are scored by the value head; the best ``beam_width`` survive.
+* ``"beam"`` [``beam_width``, ``expand``, ``step_id``, ``temperature``]: beam search. Token level (no
+  ``step_id``): each beam proposes its ``expand`` most probable legal tokens; candidates are scored by
+  the value head; the best ``beam_width`` survive. Step level (``step_id`` = the token that ends a
+  reasoning step, e.g. ``","``; one-player tasks): each beam samples ``expand`` continuations up to
+  the end of its next step, the value head (a PRM) scores them at the step boundary, the best
+  ``beam_width`` survive — PRM beam search as in the test-time-compute literature.
 * ``"lookahead"`` [``width``, ``depth``]: at each token, roll each of the ``width`` most probable
   tokens out greedily for ``depth - 1`` more tokens and play the one whose rollout scores best
   (rewards on the way, mover's sign, plus the value head at the end).
@@ -90,22 +94,38 @@ def _value_at_end(model, params, state: EnvState) -> tuple[Array, Array]:
     return _last(logits, last), _last(values, last)
 
 
-def _rollout(model, params, env, states, key, *, greedy: bool, temperature: float):
-    """Samples (or argmaxes) every row to the end with a KV cache. Returns final, returns, generated, flops."""
+def _rollout(
+    model,
+    params,
+    env,
+    states,
+    key,
+    *,
+    greedy: bool,
+    temperature: float,
+    stop_id: int | None = None,
+    active: Array | None = None,
+):
+    """Samples (or argmaxes) rows with a KV cache until they end. Returns final, returns, generated, flops.
+
+    With ``stop_id`` a row also stops right after it emits that token (one reasoning step); rows with
+    ``active`` False are left as they are and cost nothing.
+    """
     flops = _flops_fn(model.config)
     max_len = model.config.max_length
     logits_all, _, cache = model.prefill(params, states.tokens, states.length)
     logits = _last(logits_all, jnp.maximum(states.length - 1, 0))
     seq = states.tokens.shape[1]  # prefill runs the whole buffer (padding included)
-    spent = jnp.full(states.length.shape, seq * flops(seq), jnp.float32)
+    active = ~states.done if active is None else active & ~states.done
+    spent = jnp.where(active, seq * flops(seq), 0.0).astype(jnp.float32)
     batch = states.length.shape[0]
-    init = (states, cache, logits, jnp.zeros_like(states.rewards), jnp.zeros((batch,), jnp.int32), spent, key)
+    init = (states, cache, logits, jnp.zeros_like(states.rewards), jnp.zeros((batch,), jnp.int32), spent, key, active)
 
     def cond(carry):
-        return ~carry[0].done.all()
+        return carry[-1].any()
 
     def body(carry):
-        state, cache, logits, returns, gen, spent, key = carry
+        state, cache, logits, returns, gen, spent, key, active = carry
         key, sub = jax.random.split(key)
         masked = _mask(logits, state.legal_action_mask)
         if greedy:
@@ -113,21 +133,26 @@ def _rollout(model, params, env, states, key, *, greedy: bool, temperature: floa
         else:
             action = jax.random.categorical(sub, masked / temperature, axis=-1)
         action = action.astype(jnp.int32)
-        live = ~state.done
         nxt = _step_rows(env, state, action)
+        if stop_id is not None:  # stopped rows keep their state (finished ones are frozen by the env)
+            nxt = jax.tree.map(lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), nxt, state)
         pos = jnp.minimum(state.length, max_len - 1)
         logits, _, cache = model.decode(params, cache, action, pos)
+        still = active & ~nxt.done
+        if stop_id is not None:
+            still = still & (action != stop_id)
         return (
             nxt,
             cache,
             logits,
-            returns + nxt.rewards,
-            gen + live,
-            spent + live * flops(max_len + 1),
+            returns + jnp.where(active[:, None], nxt.rewards, 0.0),
+            gen + active,
+            spent + active * flops(max_len + 1),
             key,
+            still,
         )
 
-    final, _, _, returns, gen, spent, _ = jax.lax.while_loop(cond, body, init)
+    final, _, _, returns, gen, spent, _, _ = jax.lax.while_loop(cond, body, init)
     return final, returns, gen, spent
 
 
@@ -241,7 +266,30 @@ def _best_of_n(
     return _result(take(final), returns[chosen], per_row(gen), per_row(spent), scores)
 
 
-def _beam(model, params, env, states, key, *, beam_width: int = 4, expand: int = 4):
+def _beam(
+    model,
+    params,
+    env,
+    states,
+    key,
+    *,
+    beam_width: int = 4,
+    expand: int = 4,
+    step_id: int | None = None,
+    temperature: float = 1.0,
+):
+    if step_id is not None:
+        return _step_beam(
+            model,
+            params,
+            env,
+            states,
+            key,
+            beam_width=beam_width,
+            expand=expand,
+            step_id=step_id,
+            temperature=temperature,
+        )
     del key
     batch, width, exp = states.length.shape[0], int(beam_width), int(expand)
     seq = states.tokens.shape[1]
@@ -290,6 +338,59 @@ def _beam(model, params, env, states, key, *, beam_width: int = 4, expand: int =
         )
 
     beams, _, score, returns, gen, spent = jax.lax.while_loop(cond, body, init)
+    best = jnp.arange(batch) * width + jnp.argmax(score.reshape(batch, width), axis=1)
+    return _result(jax.tree.map(lambda x: x[best], beams), returns[best], gen, spent, score.reshape(batch, width))
+
+
+def _step_beam(model, params, env, states, key, *, beam_width: int, expand: int, step_id: int, temperature: float):
+    """Step-level beam search: each beam samples `expand` continuations to the end of its next step (the
+    token `step_id`, or the end of the episode), the value head (a PRM) scores each candidate at its
+    step boundary, and the best `beam_width` survive. One-player tasks."""
+    if env.spec.num_players != 1:
+        raise ValueError(
+            f"step-level beam search (step_id=...) is for one-player tasks, got {env.spec.num_players} players"
+        )
+    batch, width, exp = states.length.shape[0], int(beam_width), int(expand)
+    seq = states.tokens.shape[1]
+    flops = _flops_fn(model.config)
+    first = jnp.tile(jnp.arange(exp) == 0, batch * width)  # one copy of a finished beam stays a candidate
+    init = (
+        _repeat(states, width),
+        jnp.tile(jnp.where(jnp.arange(width) == 0, 0.0, -jnp.inf), batch),  # one live beam at the start
+        jnp.zeros((batch * width, states.rewards.shape[-1])),
+        jnp.zeros((batch,), jnp.int32),
+        jnp.zeros((batch,), jnp.float32),
+        key,
+    )
+
+    def cond(carry):
+        beams, score, *_ = carry
+        return ~(beams.done | ~jnp.isfinite(score)).all()
+
+    def body(carry):
+        beams, score, returns, gen, spent, key = carry
+        key, sub = jax.random.split(key)
+        parents, p_score = _repeat(beams, exp), jnp.repeat(score, exp)
+        ok = jnp.isfinite(p_score) & (~parents.done | first)
+        grow = ok & ~parents.done
+        children, c_returns, c_gen, c_spent = _rollout(
+            model, params, env, parents, sub, greedy=False, temperature=temperature, stop_id=step_id, active=grow
+        )
+        _, value = _value_at_end(model, params, children)  # the PRM's score at the step boundary
+        c_score = jnp.where(ok, jnp.where(parents.done, p_score, value), -jnp.inf).reshape(batch, width * exp)
+        new_score, pick = jax.lax.top_k(c_score, width)
+        idx = (jnp.arange(batch)[:, None] * width * exp + pick).reshape(-1)
+        per_problem = lambda x: x.reshape(batch, -1).sum(1)  # noqa: E731
+        return (
+            jax.tree.map(lambda x: x[idx], children),
+            new_score.reshape(-1),
+            jnp.repeat(returns, exp, axis=0)[idx] + c_returns[idx],
+            gen + per_problem(c_gen),
+            spent + per_problem(c_spent) + per_problem(grow) * seq * flops(seq),
+            key,
+        )
+
+    beams, score, returns, gen, spent, _ = jax.lax.while_loop(cond, body, init)
     best = jnp.arange(batch) * width + jnp.argmax(score.reshape(batch, width), axis=1)
     return _result(jax.tree.map(lambda x: x[best], beams), returns[best], gen, spent, score.reshape(batch, width))
 

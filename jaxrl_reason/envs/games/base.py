@@ -50,16 +50,20 @@ class BoardGame(TokenEnv):
         ``spec.max_prompt_length = 1 + random_opening_moves``. Openings given by hand
         (``problem_from_dict``) may be longer: the game then has fewer moves left, so its tokens
         still fit in ``spec.max_length = 1 + num_cells``.
+      vary_opening_length: if True, each opening has a uniformly random length in
+        ``[0, random_opening_moves]`` instead of exactly ``random_opening_moves``: self-play then sees
+        the empty board, early positions and (after a few random moves) won and lost ones.
     """
 
     env_id: ClassVar[str]
     rules: ClassVar[BoardRules]
 
-    def __init__(self, *, random_opening_moves: int = 0):
+    def __init__(self, *, random_opening_moves: int = 0, vary_opening_length: bool = False):
         k = int(random_opening_moves)
         if not 0 <= k < self.rules.num_cells:
             raise ValueError(f"random_opening_moves must be in [0, {self.rules.num_cells}), got {random_opening_moves}")
         self.random_opening_moves = k
+        self.vary_opening_length = bool(vary_opening_length)
 
     @functools.cached_property
     def spec(self) -> EnvSpec:
@@ -79,17 +83,21 @@ class BoardGame(TokenEnv):
 
     # -- problems ------------------------------------------------------------------------------------
     def sample_problem(self, key: PRNGKey) -> Opening:
-        """A random opening of ``random_opening_moves`` moves that leaves the game running."""
+        """A random opening of ``random_opening_moves`` moves (or of a random length up to it, with
+        ``vary_opening_length``) that leaves the game running."""
         rules, n = self.rules, self.rules.num_cells
         moves = jnp.zeros((n,), jnp.int32)
         if self.random_opening_moves == 0:
             return Opening(moves=moves, num_moves=jnp.int32(0))
+        length = jnp.int32(self.random_opening_moves)
+        if self.vary_opening_length:
+            length = jax.random.randint(jax.random.fold_in(key, n), (), 0, self.random_opening_moves + 1)
 
         def body(i, carry):
             board, moves, count = carry
             player = count % 2
             ok = jax.vmap(lambda m: ~self._ends_game(board, player, m))(jnp.arange(rules.num_moves))
-            ok = ok & rules.legal_moves(board)
+            ok = ok & rules.legal_moves(board) & (i < length)
             logits = jnp.where(ok, 0.0, -jnp.inf)
             move = jax.random.categorical(jax.random.fold_in(key, i), logits).astype(jnp.int32)
             any_ok = ok.any()

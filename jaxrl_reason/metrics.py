@@ -75,7 +75,15 @@ def plot_learning_curves(workdir: str, *, filename: str = "learning_curves.png")
     evals = [r for r in records if r["phase"] == "eval" and "accuracy" in r]
     if evals:
         ax_acc.plot([r["step"] for r in evals], [r["accuracy"] for r in evals], "o-")
-    ax_acc.set(xlabel="step", ylabel="held-out accuracy", ylim=(-0.02, 1.02), title="Held-out accuracy")
+        ax_acc.set(xlabel="step", ylabel="held-out accuracy", ylim=(-0.02, 1.02), title="Held-out accuracy")
+    else:  # games have no held-out problems: show how self-play games end instead
+        play = [r for r in records if "selfplay_draw_rate" in r]
+        steps = [r["step"] for r in play]
+        ax_acc.plot(steps, [r["selfplay_draw_rate"] for r in play], label="draw rate")
+        ax_acc.plot(steps, [(1 + r["selfplay_return"]) / 2 for r in play], label="first player's score")
+        ax_acc.set(xlabel="step", ylabel="fraction of games", ylim=(-0.02, 1.02), title="Self-play")
+        if ax_acc.lines:
+            ax_acc.legend()
     for phase in sorted({r["phase"] for r in records if "loss" in r}):
         rows = [r for r in records if r["phase"] == phase and "loss" in r]
         ax_loss.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=phase)

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 
 import jaxrl_reason as jr  # noqa: E402
 from jaxrl_reason.envs.core import TokenEnv  # noqa: E402
-from jaxrl_reason.search.mcts import _transition  # noqa: E402
+from jaxrl_reason.search.reference import dense_mcts_policy  # noqa: E402
 
 
 class RandomTokens(TokenEnv):
@@ -113,26 +113,10 @@ def _time_all(calls, *, repeats):
 
 
 def naive_search(model, params, env, states, key, *, num_simulations, max_depth):
-    """(a): plain mctx over all A actions with a full-buffer forward per simulation."""
-
-    def evaluate(state):
-        logits, values = model.apply(params, state.tokens)
-        last = jnp.maximum(state.length - 1, 0)[:, None]
-        logits = jnp.take_along_axis(logits, last[..., None], axis=1)[:, 0]
-        value = jnp.take_along_axis(values, last, axis=1)[:, 0]
-        return jnp.where(state.legal_action_mask, logits, -jnp.inf), jnp.where(state.done, 0.0, value)
-
-    def recurrent_fn(p, k, action, state):
-        child, reward, discount = _transition(env, state, action)
-        prior, value = evaluate(child)
-        return mctx.RecurrentFnOutput(reward=reward, discount=discount, prior_logits=prior, value=value), child
-
-    prior, value = evaluate(states)
-    root = mctx.RootFnOutput(prior_logits=prior, value=value, embedding=states)
-    out = mctx.gumbel_muzero_policy(
-        None, key, root, recurrent_fn, num_simulations, invalid_actions=~states.legal_action_mask, max_depth=max_depth
-    )
-    return out.action_weights
+    """(a): plain mctx over all A actions with a full-buffer forward per simulation (the tests' reference)."""
+    return dense_mcts_policy(
+        model, params, env, states, key, num_simulations=num_simulations, max_depth=max_depth
+    ).action_weights
 
 
 def python_mcts(model, params, env, state, *, num_simulations, c_puct=1.25):

@@ -5,13 +5,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import mctx
 import numpy as np
 import pytest
 
 import jaxrl_reason as jr
 from jaxrl_reason.envs.core import TokenEnv
-from jaxrl_reason.search.mcts import _transition
+from jaxrl_reason.search.reference import dense_mcts_policy
 
 
 # -- stand-in networks with the model interface (extend / apply) --------------------------------------
@@ -149,37 +148,6 @@ def _batch(env, n):
     return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), s)
 
 
-def _dense_search(model, *, params, env, states, key, num_simulations, algorithm, max_depth, **kw):
-    """Plain mctx over all A actions, the state in the embedding, the full sequence per evaluation."""
-
-    def evaluate(state):
-        logits, values = model.apply(params, state.tokens)
-        last = jnp.maximum(state.length - 1, 0)
-        logits = jnp.take_along_axis(logits, last[:, None, None], axis=1)[:, 0]
-        value = jnp.take_along_axis(values, last[:, None], axis=1)[:, 0]
-        return jnp.where(state.legal_action_mask, logits, -jnp.inf), jnp.where(state.done, 0.0, value)
-
-    def recurrent_fn(p, k, action, state):
-        child, reward, discount = _transition(env, state, action)
-        prior, value = evaluate(child)
-        return mctx.RecurrentFnOutput(reward=reward, discount=discount, prior_logits=prior, value=value), child
-
-    prior, value = evaluate(states)
-    root = mctx.RootFnOutput(prior_logits=prior, value=value, embedding=states)
-    policy = mctx.gumbel_muzero_policy if algorithm == "gumbel" else mctx.muzero_policy
-    out = policy(
-        None,
-        key,
-        root,
-        recurrent_fn,
-        num_simulations,
-        invalid_actions=~states.legal_action_mask,
-        max_depth=max_depth,
-        **kw,
-    )
-    return out.action_weights, out.search_tree.node_values[:, 0]
-
-
 def _tree_tokens(tree):
     """Token ids of every expanded edge in the tree: [B, N, K] (-2 where the edge was not expanded)."""
     child = tree.children_index  # [B, N, K]
@@ -242,11 +210,9 @@ def test_top_k_with_k_equal_a_matches_dense_mctx(algorithm, kw):
     states, key = _batch(env, 3), jax.random.key(7)
     common = dict(num_simulations=16, max_depth=3, algorithm=algorithm, **kw)
     out = search(TOY, params, env, states, key, top_k=4, evaluation="kv", **common)
-    weights, value = jax.jit(functools.partial(_dense_search, TOY, env=env, **common))(
-        params=params, states=states, key=key
-    )
-    np.testing.assert_allclose(out.action_weights, weights, atol=1e-5)
-    np.testing.assert_allclose(out.root_value, value, atol=1e-5)
+    dense = jax.jit(functools.partial(dense_mcts_policy, TOY, env=env, **common))(params=params, states=states, key=key)
+    np.testing.assert_allclose(out.action_weights, dense.action_weights, atol=1e-5)
+    np.testing.assert_allclose(out.root_value, dense.search_tree.node_values[:, 0], atol=1e-5)
     assert float(jnp.abs(out.action_weights[:, 3]).max()) == 0.0
 
 

@@ -2,5 +2,6 @@
 
 from jaxrl_reason.search.decoding import METHODS, DecodeResult, decode
 from jaxrl_reason.search.mcts import NodeEmbedding, encode_prefix, mcts_policy
+from jaxrl_reason.search.reference import dense_mcts_policy
 
-__all__ = ["METHODS", "DecodeResult", "NodeEmbedding", "decode", "encode_prefix", "mcts_policy"]
+__all__ = ["METHODS", "DecodeResult", "NodeEmbedding", "decode", "dense_mcts_policy", "encode_prefix", "mcts_policy"]

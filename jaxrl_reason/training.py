@@ -27,7 +27,7 @@ from flax import struct
 
 from jaxrl_reason import parallel
 from jaxrl_reason.algorithms.alphazero import alphazero_loss
-from jaxrl_reason.algorithms.common import value_head_only
+from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS, value_head_only
 from jaxrl_reason.algorithms.distill import distill_loss, distillation_set
 from jaxrl_reason.algorithms.sft import sft_loss
 from jaxrl_reason.checkpoint import Checkpointer
@@ -143,9 +143,15 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
     sp = config.selfplay
     policy_from = (config.sft.steps if is_reasoning_task(env) else 0) + sp.value_warmup_steps
 
-    def apply_grads(state: TrainState, loss_fn):
+    def apply_grads(state: TrainState, loss_fn, *, trunk_frozen=None):
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        if trunk_frozen is not None:
+            # Zero gradients are not enough: Adam's momentum from the phase before (SFT) and decoupled weight
+            # decay would keep moving the "frozen" trunk. Only the value head's updates are applied.
+            zeros = jax.tree.map(jnp.zeros_like, updates)
+            head_only = {**zeros, **{name: updates[name] for name in VALUE_HEAD_PARAMS}}
+            updates = tree_select(trunk_frozen, head_only, updates)
         params = optax.apply_updates(state.params, updates)
         metrics = {**metrics, "grad_norm": optax.tree.norm(grads), "param_norm": optax.tree.norm(params)}
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
@@ -225,7 +231,7 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
                 value_logits=value_logits if categorical else None,
             )
 
-        return apply_grads(state, loss_fn)
+        return apply_grads(state, loss_fn, trunk_frozen=warmup if sp.value_warmup_steps else None)
 
     if config.algorithm in RL_ALGORITHMS:
         selfplay_iteration, rl_update = make_rl_fns(

@@ -7,7 +7,8 @@ majority vote, ORM (value head at the end) and, when a PRM is found (``<workdir>
 :mod:`jaxrl_reason.prm_training`), PRM-weighted (min over prefixes); token-level beam search and, for
 tasks whose steps end with ``","``, step-level beam search, both scored by the PRM (or by the value head
 without one); lookahead; MCTS with each simulation budget (Gumbel noise off by default: the test-time
-search is deterministic and 1 simulation plays the policy's argmax). Writes
+search is deterministic and 1 simulation plays the policy's argmax; Q rescaling as the run's
+``selfplay.rescale_values``). Writes
 ``<workdir>/ttc_sweep.csv`` (one row per method and budget) and ``<workdir>/ttc_sweep.png`` (accuracy
 against FLOPs and against generated tokens, log x). Tokens and FLOPs per problem are jr.decode's
 counts; a separate PRM's forwards are added to them (it is a network of the policy's size).
@@ -54,6 +55,7 @@ def sweep_specs(
     with_prm: bool = False,
     mcts_algorithm: str = "gumbel",
     mcts_gumbel_scale: float = 0.0,
+    mcts_rescale_values: bool | None = None,
     step_id: int | None = None,
 ):
     """The list of ``(method, selection, budget, decode kwargs)`` a sweep runs (step-level beams only
@@ -73,6 +75,8 @@ def sweep_specs(
         kw = {"num_simulations": s, "algorithm": mcts_algorithm}
         if mcts_algorithm == "gumbel":
             kw["gumbel_scale"] = mcts_gumbel_scale
+        if mcts_rescale_values is not None:
+            kw["rescale_values"] = mcts_rescale_values
         specs.append(("mcts", mcts_algorithm, s, kw))
     return specs
 
@@ -141,6 +145,8 @@ def sweep(
     tok = getattr(agent.env, "tokenizer", None)
     if agent.env.spec.num_players == 1 and tok is not None and "step_id" not in spec_kwargs:
         spec_kwargs["step_id"] = tok.id_of(",")  # reasoning steps end with "," (jaxrl_reason.algorithms.prm)
+    if spec_kwargs.get("mcts_rescale_values") is None and hasattr(agent, "rescale_values"):
+        spec_kwargs["mcts_rescale_values"] = agent.rescale_values  # search as the run searched in self-play
     for method, selection, budget, kwargs in sweep_specs(with_prm=prm is not None, **spec_kwargs):
         res = run_method(agent, problems, method, kwargs, prm=prm, batch_size=batch_size, seed=seed)
         rows.append({"method": method, "selection": selection, "budget": budget, **res})

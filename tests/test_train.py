@@ -148,16 +148,21 @@ def test_resuming_with_a_different_env_is_refused(tmp_path):
 
 def test_value_warmup_trains_only_the_value_head():
     from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
+    from jaxrl_reason.data import demonstration_set, run_problem_sets
     from jaxrl_reason.envs.registry import make
-    from jaxrl_reason.training import build_model, build_optimizer, init_state, make_train_fns
+    from jaxrl_reason.training import build_model, build_optimizer, init_state, make_train_fns, sft_batch
 
-    config = tiny_config(total_steps=4, sft__steps=0, selfplay__value_warmup_steps=2)
-    config.optim.weight_decay = 0.0  # decoupled weight decay would shrink frozen params too
+    config = tiny_config(total_steps=6, sft__steps=2, selfplay__value_warmup_steps=2)
+    assert config.optim.weight_decay > 0  # decoupled weight decay must not shrink the frozen trunk either
     env = make(config.env_id, **config.env_kwargs)
     model = build_model(config, env)
     tx = build_optimizer(config)
     fns = make_train_fns(config, env, model, tx)
-    state, _ = fns.selfplay_iteration(init_state(config, env, model, tx))
+    state = init_state(config, env, model, tx)
+    data = demonstration_set(env, run_problem_sets(env, 0, 16, 1)[0])
+    for step in range(2):  # SFT first: Adam carries momentum for every parameter into the warm-up
+        state, _ = fns.sft_update(state, sft_batch(data, step, config.sft.batch_size, 0))
+    state, _ = fns.selfplay_iteration(state)
     before = jax.device_get(state.params)
     assert set(VALUE_HEAD_PARAMS) <= set(before)
     for _ in range(2):  # both inside the warm-up

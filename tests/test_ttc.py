@@ -32,6 +32,8 @@ def test_sweep_specs_lists_every_method():
     ]
     assert specs[5][3] == {"beam_width": 2, "expand": 2, "step_id": 7}
     assert specs[-1][3] == {"num_simulations": 4, "algorithm": "gumbel", "gumbel_scale": 0.0}
+    no_rescale = sweep_specs(mcts_sims=(4,), best_of_n=(), beam_widths=(), lookahead=(), mcts_rescale_values=False)
+    assert no_rescale[-1][3]["rescale_values"] is False
     # no step token (e.g. a game): no step-level beam
     assert all(m != "step_beam" for m, *_ in sweep_specs(step_beam_widths=(2,), step_id=None))
 

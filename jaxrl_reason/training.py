@@ -271,8 +271,9 @@ def _meta(config, env) -> dict:
 
 
 def _check_compatible(saved: dict, current: dict, workdir: str) -> None:
+    as_saved = json.loads(json.dumps(current))  # tuples come back from the JSON meta as lists
     for key in ("env_id", "env_kwargs", "model"):
-        if saved.get(key) != current.get(key):
+        if saved.get(key) != as_saved.get(key):
             raise ConfigError(
                 f"workdir {workdir!r} holds a run with {key}={saved.get(key)!r}, but the config asks for "
                 f"{current.get(key)!r}; resume with the same {key} or use a new workdir"

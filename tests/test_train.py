@@ -146,6 +146,16 @@ def test_resuming_with_a_different_env_is_refused(tmp_path):
         train(tiny_config(total_steps=4, sft__steps=2, env_kwargs__num_digits=2), str(tmp_path), progress=False)
 
 
+def test_resuming_a_run_whose_env_kwargs_hold_a_tuple(tmp_path):
+    # countdown's num_numbers=(3, 4) is saved as a JSON list; the same config must still resume
+    config = tiny_config(env_id="countdown-v0", total_steps=2, sft__steps=2, checkpoint_every=1, eval_every=100)
+    config.env_kwargs = {"num_numbers": (3, 4)}
+    train(config, str(tmp_path), progress=False)
+    config.total_steps = config.sft.steps = 3
+    train(config, str(tmp_path), progress=False)
+    assert Checkpointer(str(tmp_path)).latest_step() == 3
+
+
 def test_value_warmup_trains_only_the_value_head():
     from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
     from jaxrl_reason.data import demonstration_set, run_problem_sets

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.experimental import multihost_utils
 
 from jaxrl_reason import parallel
 from jaxrl_reason.algorithms.alphazero import alphazero_loss
@@ -379,8 +380,10 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
                 writer.write(step, last_eval, phase="eval")
             if step % config.checkpoint_every == 0 or step == config.total_steps:
                 ckpt.save(step, state, meta)
-                if step == kill_at:
+                if step == kill_at:  # test hook: a hard crash right after a complete checkpoint
                     ckpt.wait()
+                    if jax.process_count() > 1:  # every process has its shards on disk before any dies
+                        multihost_utils.sync_global_devices("kill_at_step")
                     os.kill(os.getpid(), signal.SIGKILL)
             bar.set_postfix(  # no redraw here: update() redraws at most once a second
                 {

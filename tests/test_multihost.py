@@ -95,12 +95,15 @@ def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path, s
     workdir = tmp_path / "multi"
     # 1) both processes stop hard right after the step-2 checkpoint
     outs = _launch_pair(script, workdir, {**env, KILL_AT_STEP_ENV: "2"}, selfplay)
-    assert [rc for rc, _ in outs] == [-9, -9], outs
+    # Process 0 kills itself; process 1 either does too, or (when process 0, which hosts the
+    # coordination service, dies first) is aborted by JAX's distributed runtime: a real peer crash.
+    assert outs[0][0] == -9 and outs[1][0] in (-9, -6), outs
+    assert not any("done:" in out for _, out in outs)
     assert "2 process(es)" in outs[0][1] and "mesh {'data': 8, 'fsdp': 1}" in outs[0][1]
     # 2) both resume from it and finish (self-play + RL across processes)
     outs = _launch_pair(script, workdir, env, selfplay)
     assert [rc for rc, _ in outs] == [0, 0], outs
-    assert "resumed from" in outs[0][1] and "done:" in outs[0][1]
+    assert f"resumed from {workdir}/checkpoints/2" in outs[0][1] and "done:" in outs[0][1]
     assert "done:" not in outs[1][1]  # only process 0 reports
     # only process 0 wrote metrics: one line per step and phase (no duplicates)
     lines = (workdir / "metrics.jsonl").read_text().splitlines()

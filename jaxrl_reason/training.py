@@ -273,6 +273,11 @@ def _meta(config, env) -> dict:
 
 def _check_compatible(saved: dict, current: dict, workdir: str) -> None:
     as_saved = json.loads(json.dumps(current))  # tuples come back from the JSON meta as lists
+    if isinstance(saved.get("model"), dict):  # fields added since the run was saved take their defaults
+        try:
+            saved = {**saved, "model": dataclasses.asdict(TransformerConfig(**saved["model"]))}
+        except (TypeError, ValueError):
+            pass  # not a model this version can build: reported as a mismatch below
     for key in ("env_id", "env_kwargs", "model"):
         if saved.get(key) != as_saved.get(key):
             raise ConfigError(

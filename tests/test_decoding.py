@@ -127,14 +127,19 @@ def test_majority_vote_compares_answers_as_token_arrays():
     np.testing.assert_array_equal(majority_scores(ECHO, final, 4, answer_id=tok.answer_id), [[2, 2, 1, -1]])
 
 
-def test_mcts_decoding_with_shared_prefix_equals_full_forward_searches_per_token():
+@pytest.mark.parametrize("num_kv_heads", [None, 1])  # 1: multi-query, attention's one-query grouped path
+def test_mcts_decoding_with_shared_prefix_equals_full_forward_searches_per_token(num_kv_heads):
+    model, params = MODEL, PARAMS
+    if num_kv_heads is not None:
+        model = jr.PolicyValueTransformer(dataclasses.replace(MODEL.config, num_kv_heads=num_kv_heads))
+        params = model.init(jax.random.key(0))
     states, key = _echo_states([2, 9, 4]), jax.random.key(1)
     kw = dict(num_simulations=8, top_k=6, max_depth=3, algorithm="muzero")
-    res = decode(MODEL, PARAMS, ECHO, states, key, method="mcts", **kw)  # KV cache + one token per simulation
+    res = decode(model, params, ECHO, states, key, method="mcts", **kw)  # KV cache + one token per simulation
     s, k = states, key  # reference: every simulation runs the whole sequence through model.apply
     while not bool(s.done.all()):
         k, sub = jax.random.split(k)
-        s = jax.vmap(ECHO.step)(s, search(MODEL, PARAMS, ECHO, s, sub, evaluation="full", **kw).action)
+        s = jax.vmap(ECHO.step)(s, search(model, params, ECHO, s, sub, evaluation="full", **kw).action)
     np.testing.assert_array_equal(res.tokens, s.tokens)
     np.testing.assert_array_equal(res.returns[:, 0], s.rewards[:, 0])
     np.testing.assert_array_equal(res.tokens_generated, (s.length - s.prompt_length) * 9)

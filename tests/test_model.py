@@ -31,8 +31,8 @@ def random_params(model, seed=0):
 
 
 @functools.cache
-def _setup(value_head="scalar"):
-    model = jr.PolicyValueTransformer(dataclasses.replace(CFG, value_head=value_head))
+def _setup(value_head="scalar", num_kv_heads=None):
+    model = jr.PolicyValueTransformer(dataclasses.replace(CFG, value_head=value_head, num_kv_heads=num_kv_heads))
     return model, random_params(model)
 
 
@@ -66,6 +66,15 @@ def test_config_validation_errors_are_clear():
         jr.TransformerConfig.preset("huge", num_actions=4, vocab_size=8)
     with pytest.raises(ValueError, match="needs"):
         jr.TransformerConfig.preset("tiny")
+    with pytest.raises(ValueError, match="num_heads divisible by num_kv_heads, got 4 % 3"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, d_model=32, num_heads=4, num_kv_heads=3)
+    with pytest.raises(ValueError, match="num_kv_heads a positive int"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, num_kv_heads=0)
+    # None means multi-head and is stored as num_heads: the two spellings are the same model
+    assert jr.TransformerConfig(num_actions=4, vocab_size=8, num_heads=4).num_kv_heads == 4
+    assert jr.TransformerConfig(num_actions=4, vocab_size=8) == jr.TransformerConfig(
+        num_actions=4, vocab_size=8, num_kv_heads=4
+    )
 
 
 def test_presets_and_for_env():
@@ -132,9 +141,32 @@ def test_left_padding_with_positions_and_mask_equals_unpadded():
     np.testing.assert_allclose(v_pad[:, pad:], v_ref[:, :6], atol=TOL)
 
 
+def test_grouped_query_attention_equals_multi_head_with_repeated_kv_heads():
+    """G K/V heads shared by H/G query heads each == multi-head attention whose K/V projections are those
+    G heads repeated: the grouping (query head h reads K/V head h // (H/G)) and the params' use are right."""
+    gqa, p_gqa = _setup(num_kv_heads=2)
+    mha, p_mha = _setup()
+    assert set(p_gqa["layer_0"]) - set(p_mha["layer_0"]) == {"q", "kv"}
+    assert p_gqa["layer_0"]["kv"].shape == (CFG.d_model, 2, 2, CFG.head_dim)
+    p_eq = jax.tree.map(lambda x: x, p_gqa)
+    for i in range(CFG.num_layers):
+        layer = dict(p_eq[f"layer_{i}"])
+        q, kv = layer.pop("q"), layer.pop("kv")  # [D,H,Dh], [D,2,G,Dh]
+        layer["qkv"] = jnp.concatenate([q[:, None], jnp.repeat(kv, 2, axis=2)], axis=1)  # [D,3,H,Dh]
+        p_eq[f"layer_{i}"] = layer
+    tokens = _tokens(3, 14)
+    (lg, vg), (lm, vm) = _jitted(gqa)[0](p_gqa, tokens), _jitted(mha)[0](p_eq, tokens)
+    np.testing.assert_allclose(lg, lm, atol=TOL)
+    np.testing.assert_allclose(vg, vm, atol=TOL)
+    # and the grouped model really has fewer params (K/V projections 2·D·G·Dh instead of 2·D·D per layer)
+    assert mha.num_params() - gqa.num_params() == CFG.num_layers * 2 * CFG.d_model * (CFG.d_model - 2 * CFG.head_dim)
+
+
 # -- KV cache -----------------------------------------------------------------------------------------
-def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes():
-    model, params = _setup()
+@pytest.mark.parametrize("num_kv_heads", [None, 1])
+def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes(num_kv_heads):
+    model, params = _setup(num_kv_heads=num_kv_heads)
+    c = model.config
     apply, prefill, decode, _ = _jitted(model)
     b, total = 3, 14
     seq = _tokens(b, total, seed=2)
@@ -143,7 +175,7 @@ def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes():
     prompt_t = 9  # right-padded prompts, garbage after each row's length
     prompts = jnp.where(jnp.arange(prompt_t)[None] < lengths[:, None], seq[:, :prompt_t], V - 1)
     logits, values, cache = prefill(params, prompts, lengths)
-    assert cache.k.shape == (CFG.num_layers, b, L, CFG.num_heads, CFG.head_dim)
+    assert cache.k.shape == (c.num_layers, b, L, c.num_kv_heads, c.head_dim)
     for r in range(b):
         n = int(lengths[r])
         np.testing.assert_allclose(logits[r, :n], full_logits[r, :n], atol=TOL)
@@ -159,8 +191,10 @@ def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes():
         pos = pos + 1
 
 
-def test_extend_with_prefix_and_path_segments_equals_full_forward():
-    model, params = _setup()
+@pytest.mark.parametrize("num_kv_heads", [None, 1])
+def test_extend_with_prefix_and_path_segments_equals_full_forward(num_kv_heads):
+    model, params = _setup(num_kv_heads=num_kv_heads)
+    c = model.config
     apply, prefill, _, extend = _jitted(model)
     b, total = 3, 14
     seq = _tokens(b, total, seed=3)
@@ -177,12 +211,13 @@ def test_extend_with_prefix_and_path_segments_equals_full_forward():
     # new tokens attend to prefix + path + causally to each other
     new_pos = lengths[:, None] + 2 + jnp.arange(3)[None]
     logits, values, (nk, nv) = extend(params, seq[rows, new_pos], new_pos, (cache.segment(), path_seg))
-    assert nk.shape == (CFG.num_layers, b, 3, CFG.num_heads, CFG.head_dim) and nv.shape == nk.shape
+    assert nk.shape == (c.num_layers, b, 3, c.num_kv_heads, c.head_dim) and nv.shape == nk.shape
     np.testing.assert_allclose(logits, full_logits[rows, new_pos], atol=TOL)
     np.testing.assert_allclose(values, full_values[rows, new_pos], atol=TOL)
     # the prefix as a LayerSegment (split by layer, attention layout: what MCTS passes) gives the same
     seg = jr.LayerSegment.from_kv(*cache.segment())
-    assert len(seg.kt) == CFG.num_layers and seg.kt[0].shape == (b, CFG.num_heads, L, CFG.head_dim)
+    assert len(seg.kt) == c.num_layers and seg.kt[0].shape == (b, c.num_kv_heads, c.head_dim, L)
+    assert seg.vt[0].shape == (b, c.num_kv_heads, L, c.head_dim)
     l_seg, v_seg, _ = extend(params, seq[rows, new_pos], new_pos, (seg, path_seg))
     np.testing.assert_allclose(l_seg, logits, atol=1e-6)
     np.testing.assert_allclose(v_seg, values, atol=1e-6)
@@ -209,6 +244,16 @@ def test_bad_inputs_raise_value_errors():
     short = bad.replace(kt=bad.kt[:1], vt=bad.vt[:1])
     with pytest.raises(ValueError, match="got 1 layers"):
         model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [short])
+    # a grouped-query model given a multi-head cache names the K/V head count it expects
+    mqa, mqa_params = _setup(num_kv_heads=1)
+    full_heads = jnp.zeros((CFG.num_layers, 2, 4, CFG.num_heads, CFG.head_dim))
+    with pytest.raises(ValueError, match=r"G=1, Dh=8\] and mask \[B, S\]; got k \(2, 2, 4, 4, 8\)"):
+        mqa.extend(
+            mqa_params,
+            jnp.zeros((2, 1), jnp.int32),
+            jnp.zeros((2, 1), jnp.int32),
+            [(full_heads, full_heads, jnp.ones((2, 4)))],
+        )
     with pytest.raises(ValueError, match="lengths: expected shape"):
         model.prefill(params, jnp.zeros((2, 3), jnp.int32), jnp.zeros((3,), jnp.int32))
     with pytest.raises(ValueError, match="expected a TransformerConfig"):
@@ -216,8 +261,9 @@ def test_bad_inputs_raise_value_errors():
 
 
 # -- sharding metadata --------------------------------------------------------------------------------
-def test_every_param_has_logical_axes_of_matching_rank():
-    model, params = _setup()
+@pytest.mark.parametrize("num_kv_heads", [None, 2])
+def test_every_param_has_logical_axes_of_matching_rank(num_kv_heads):
+    model, params = _setup(num_kv_heads=num_kv_heads)
     axes = model.logical_axes()
     assert jax.tree.structure(params) == jax.tree.structure(axes, is_leaf=lambda x: isinstance(x, jax.P))
     names = set()

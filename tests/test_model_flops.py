@@ -22,13 +22,17 @@ def test_flops_golden_values_by_hand():
     # the categorical head reads out 51 bins instead of 1
     cat = jr.TransformerConfig(**{**c.__dict__, "value_head": "categorical"})
     assert flops.forward_flops_per_token(cat, 10) == 36160 + 2 * 32 * 50
+    # grouped-query, 1 K/V head of 8: the projection is 2*32*(32 + 2*8) = 3072 instead of 6144
+    mqa = jr.TransformerConfig(**{**c.__dict__, "num_kv_heads": 1})
+    assert flops.forward_flops_per_token(mqa, 10) == 36160 - 2 * (6144 - 3072)
     with pytest.raises(ValueError, match="context_length"):
         flops.forward_flops_per_token(c, 0)
 
 
-def test_flops_agree_with_xla_cost_analysis_of_the_compiled_forward():
+@pytest.mark.parametrize("num_kv_heads", [None, 1])
+def test_flops_agree_with_xla_cost_analysis_of_the_compiled_forward(num_kv_heads):
     c = jr.TransformerConfig(num_actions=16, vocab_size=20, max_length=32, d_model=64, num_heads=4, num_layers=2,
-                             mlp_dim=256)  # fmt: skip
+                             mlp_dim=256, num_kv_heads=num_kv_heads)  # fmt: skip
     model = jr.PolicyValueTransformer(c)
     params = jax.eval_shape(model.init, jax.random.key(0))
     tokens = jax.ShapeDtypeStruct((4, 32), jnp.int32)

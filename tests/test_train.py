@@ -198,3 +198,18 @@ def test_agent_searches_with_the_rescale_setting_it_was_trained_with(tmp_path):
     agent.act(jax.random.PRNGKey(1), states, method="mcts", num_simulations=2, top_k=2)
     assert ("act", "mcts", 2, 2, 0.0, False) in agent._jitted
     assert Agent(model=agent.model, params=agent.params, env=agent.env).rescale_values is True  # mctx default
+
+
+def test_a_run_saved_before_a_model_field_existed_still_resumes():
+    # runs saved before `num_kv_heads` existed have no such key: it takes its default (multi-head)
+    from jaxrl_reason.envs.registry import make
+    from jaxrl_reason.training import _check_compatible, _meta
+
+    config = tiny_config()
+    current = _meta(config, make(config.env_id, **config.env_kwargs))
+    assert current["model"]["num_kv_heads"] == current["model"]["num_heads"] == 2
+    old = {**current, "model": {k: v for k, v in current["model"].items() if k != "num_kv_heads"}}
+    _check_compatible(old, current, "w")  # no error
+    grouped = {**current, "model": {**current["model"], "num_kv_heads": 1}}
+    with pytest.raises(ValueError, match="holds a run with model="):
+        _check_compatible(grouped, current, "w")

@@ -2,7 +2,8 @@
 
 Counted per token, as computed by this implementation (the PaLM/Chinchilla convention):
 
-* per layer: fused QKV ``2·D·3D``, attention output ``2·D·D``, MLP ``2·2·D·M``, attention scores and
+* per layer: QKV projection ``2·D·(D + 2·G·Dh)`` (``G`` K/V heads; ``2·D·3D`` for multi-head),
+  attention output ``2·D·D``, MLP ``2·2·D·M``, attention scores and
   weighted values ``2·2·S·D`` where ``S`` is the number of key slots each token is scored against —
   the full ``T`` for a forward over ``T`` tokens (the causal mask is applied to a dense score
   matrix, so masked entries are computed too), ``max_length + 1`` for :meth:`decode`;
@@ -21,7 +22,9 @@ from jaxrl_reason.models.transformer import TransformerConfig
 
 def _matmul_flops_per_token(config: TransformerConfig) -> int:
     d, m = config.d_model, config.mlp_dim
-    per_layer = 2 * d * 3 * d + 2 * d * d + 2 * 2 * d * m
+    kv_heads = getattr(config, "num_kv_heads", None)  # duck-typed model configs may lack it: multi-head
+    kv_width = d if kv_heads is None else kv_heads * (d // config.num_heads)
+    per_layer = 2 * d * (d + 2 * kv_width) + 2 * d * d + 2 * 2 * d * m
     value_out = 1 if config.value_head == "scalar" else config.num_value_bins
     return config.num_layers * per_layer + 2 * d * (config.num_actions + value_out)
 

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.players import mcts_move, ttt_optimal_moves
+from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.evaluation import Agent
 
@@ -105,8 +106,13 @@ def main(argv=None) -> int:
     p.add_argument("--opponent_simulations", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--opening_moves", type=int, default=0, help="random moves before play starts (0: empty board)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step to play (default: the latest)")
     args = p.parse_args(argv)
-    agent = Agent.load(args.workdir)
+    step = args.step
+    if step is None:
+        with Checkpointer(args.workdir) as ckpt:
+            step = ckpt.latest_step()
+    agent = Agent.load(args.workdir, step=step)
     t0 = time.time()
     result = play(
         agent,
@@ -125,6 +131,7 @@ def main(argv=None) -> int:
                 "machine": platform.machine(),
                 "jax": jax.__version__,
                 "env": agent.env.spec.env_id,
+                "step": step,
                 "opponent": args.opponent,
                 "method": args.method,
                 "num_simulations": args.num_simulations,

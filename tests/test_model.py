@@ -175,7 +175,12 @@ def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes(num_kv_hea
     prompt_t = 9  # right-padded prompts, garbage after each row's length
     prompts = jnp.where(jnp.arange(prompt_t)[None] < lengths[:, None], seq[:, :prompt_t], V - 1)
     logits, values, cache = prefill(params, prompts, lengths)
-    assert cache.k.shape == (c.num_layers, b, L, c.num_kv_heads, c.head_dim)
+    # per layer, in the layouts attention reads: K transposed [B, G, Dh, S] for grouped-query models
+    grouped = c.num_kv_heads < c.num_heads
+    k_shape = (b, c.num_kv_heads, c.head_dim, L) if grouped else (b, c.num_kv_heads, L, c.head_dim)
+    assert len(cache.k) == len(cache.v) == c.num_layers
+    assert all(k.shape == k_shape for k in cache.k)
+    assert all(v.shape == (b, c.num_kv_heads, L, c.head_dim) for v in cache.v)
     for r in range(b):
         n = int(lengths[r])
         np.testing.assert_allclose(logits[r, :n], full_logits[r, :n], atol=TOL)
@@ -202,7 +207,11 @@ def test_extend_with_prefix_and_path_segments_equals_full_forward(num_kv_heads):
     # prefix: rows of different lengths, junk after each; the cache is sized max_length
     lengths = jnp.array([3, 5, 4], jnp.int32)
     _, _, cache = prefill(params, jnp.where(jnp.arange(5)[None] < lengths[:, None], seq[:, :5], 0), lengths)
-    cache = cache.replace(k=cache.k.at[:, :, 5:].set(7.0), v=cache.v.at[:, :, 5:].set(-7.0))  # masked junk
+    # masked junk in the slots after the prefix
+    k_slots = (
+        (lambda k: k.at[..., 5:].set(7.0)) if c.num_kv_heads < c.num_heads else (lambda k: k.at[:, :, 5:].set(7.0))
+    )
+    cache = cache.replace(k=tuple(k_slots(k) for k in cache.k), v=tuple(v.at[:, :, 5:].set(-7.0) for v in cache.v))
     # path: two tokens after each row's prefix, computed as their own segment
     rows = jnp.arange(b)[:, None]
     path_pos = lengths[:, None] + jnp.arange(2)[None]
@@ -214,13 +223,19 @@ def test_extend_with_prefix_and_path_segments_equals_full_forward(num_kv_heads):
     assert nk.shape == (c.num_layers, b, 3, c.num_kv_heads, c.head_dim) and nv.shape == nk.shape
     np.testing.assert_allclose(logits, full_logits[rows, new_pos], atol=TOL)
     np.testing.assert_allclose(values, full_values[rows, new_pos], atol=TOL)
-    # the prefix as a LayerSegment (split by layer, attention layout: what MCTS passes) gives the same
-    seg = jr.LayerSegment.from_kv(*cache.segment())
-    assert len(seg.kt) == c.num_layers and seg.kt[0].shape == (b, c.num_kv_heads, c.head_dim, L)
-    assert seg.vt[0].shape == (b, c.num_kv_heads, L, c.head_dim)
-    l_seg, v_seg, _ = extend(params, seq[rows, new_pos], new_pos, (seg, path_seg))
-    np.testing.assert_allclose(l_seg, logits, atol=1e-6)
-    np.testing.assert_allclose(v_seg, values, atol=1e-6)
+    # the cache's segment is a LayerSegment read in place; the same K/V stacked as extend returns
+    # them, ([Lyr, B, S, G, Dh], converted inside the call), gives the same outputs
+    seg = cache.segment()
+    assert isinstance(seg, jr.LayerSegment) and seg.k is cache.k and seg.v is cache.v
+    stacked_k = jnp.stack([k if c.num_kv_heads < c.num_heads else jnp.swapaxes(k, -1, -2) for k in cache.k])
+    stacked = (jnp.moveaxis(stacked_k, -1, 2), jnp.swapaxes(jnp.stack(cache.v), 2, 3), seg.mask)
+    l_st, v_st, _ = extend(params, seq[rows, new_pos], new_pos, (stacked, path_seg))
+    np.testing.assert_allclose(l_st, logits, atol=1e-6)
+    np.testing.assert_allclose(v_st, values, atol=1e-6)
+    # and model.layer_segment converts the stacked form back to the cache's layouts exactly
+    back = model.layer_segment(*stacked)
+    for a, b_ in zip((*back.k, *back.v), (*cache.k, *cache.v), strict=True):
+        np.testing.assert_array_equal(a, b_)
     # a masked-out path segment is the same as no path segment only if the mask really hides it
     hidden = (pk, pv, jnp.zeros((b, 2), bool))
     l_hidden, _, _ = extend(params, seq[rows, new_pos], new_pos, (cache.segment(), hidden))
@@ -238,10 +253,10 @@ def test_bad_inputs_raise_value_errors():
     k = jnp.zeros((CFG.num_layers, 2, 4, CFG.num_heads, CFG.head_dim + 2))
     with pytest.raises(ValueError, match=r"context\[0\]: expected k, v"):
         model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [(k, k, jnp.ones((2, 4)))])
-    bad = jr.LayerSegment.from_kv(k, k, jnp.ones((2, 4), bool))  # head_dim off by 2
+    bad = jr.LayerSegment.from_kv(k, k, jnp.ones((2, 4), bool), k_transposed=False)  # head_dim off by 2
     with pytest.raises(ValueError, match=r"context\[0\]: expected a LayerSegment of 2 layers"):
         model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [bad])
-    short = bad.replace(kt=bad.kt[:1], vt=bad.vt[:1])
+    short = bad.replace(k=bad.k[:1], v=bad.v[:1])
     with pytest.raises(ValueError, match="got 1 layers"):
         model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [short])
     # a grouped-query model given a multi-head cache names the K/V head count it expects
@@ -296,7 +311,7 @@ def test_bfloat16_matmuls_track_float32_and_decode_matches_its_own_forward():
     assert float(jnp.abs(l16 - l32).max()) > 0  # the bf16 path really rounds
     lengths = jnp.array([2, 5, 9], jnp.int32)
     _, _, cache = prefill(params, seq[:, :9], lengths)
-    assert cache.k.dtype == jnp.bfloat16
+    assert all(k.dtype == jnp.bfloat16 for k in (*cache.k, *cache.v))
     rows = jnp.arange(3)
     step_logits, _, _ = decode(params, cache, seq[rows, lengths], lengths)
     np.testing.assert_allclose(step_logits, l16[rows, lengths], atol=0.05 * float(jnp.abs(l16).max()))

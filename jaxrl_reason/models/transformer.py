@@ -131,24 +131,34 @@ class TransformerConfig:
 
 @struct.dataclass
 class KVCache:
-    """Keys and values of every layer for ``max_length`` slots per row.
+    """Keys and values of every layer for ``max_length`` slots per row, in the layouts attention reads.
 
     Slot ``j`` of row ``b`` holds the K/V of the token at position ``j``; ``lengths[b]`` counts the
     slots written so far (prefill sets it to the prompt lengths, decode to ``position + 1``).
+    ``k``/``v`` are tuples with one array per layer (see :class:`LayerSegment` for the layouts), so a
+    decoding step or an MCTS search reads them in place: no per-call split or transpose of the cache.
     """
 
-    k: Array  # [Lyr, B, S, G, Dh] (G = num_kv_heads)
-    v: Array  # [Lyr, B, S, G, Dh]
+    k: tuple[Array, ...]  # per layer [B, G, S, Dh], or [B, G, Dh, S] for grouped-query models (G = num_kv_heads)
+    v: tuple[Array, ...]  # per layer [B, G, S, Dh]
     lengths: Array  # [B] int32
 
-    def segment(self, lengths: Array | None = None) -> tuple[Array, Array, Array]:
-        """The cache as a context segment ``(k, v, mask [B, S])`` for :meth:`PolicyValueTransformer.extend`.
+    @property
+    def batch_size(self) -> int:
+        return self.v[0].shape[0]
+
+    @property
+    def max_length(self) -> int:
+        return self.v[0].shape[2]
+
+    def segment(self, lengths: Array | None = None) -> LayerSegment:
+        """The cache as a context segment for :meth:`PolicyValueTransformer.extend` (no copy).
 
         ``mask[b, j] = j < lengths[b]`` (default: the cache's own ``lengths``).
         """
         lengths = self.lengths if lengths is None else lengths
-        mask = jnp.arange(self.k.shape[2])[None, :] < jnp.asarray(lengths)[:, None]
-        return self.k, self.v, mask
+        mask = jnp.arange(self.max_length)[None, :] < jnp.asarray(lengths)[:, None]
+        return LayerSegment(k=self.k, v=self.v, mask=mask)
 
 
 # -- network ------------------------------------------------------------------------------------------
@@ -173,25 +183,25 @@ def _rotate(x: Array, sin: Array, cos: Array) -> Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype) -> Array:
-    """Softmax attention of ``q [B,T,H,Dh]`` over the union of segments ``(kt, vt, mask [B|1,T|1,S])``.
+def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype, k_transposed: bool) -> Array:
+    """Softmax attention of ``q [B,T,H,Dh]`` over the union of segments ``(k, v, mask [B|1,T|1,S])``.
 
-    Segments come in the layouts attention reads: ``kt [B,G,Dh,S]``, ``vt [B,G,S,Dh]`` with ``G`` K/V
-    heads, each shared by ``H/G`` consecutive query heads (grouped-query attention; ``G == H`` is
-    multi-head). Scores of all segments share one softmax; no K/V is concatenated (a cache is read in
-    place).
+    Segments come in the layouts attention reads (:func:`_attention_layout`): ``v [B,G,S,Dh]`` with
+    ``G`` K/V heads, each shared by ``H/G`` consecutive query heads (grouped-query attention; ``G == H``
+    is multi-head), and ``k`` like ``v``, or ``[B,G,Dh,S]`` when `k_transposed` (grouped-query models).
+    Scores of all segments share one softmax; no K/V is concatenated (a cache is read in place).
 
     One query per row with grouped heads (a search or decoding step of a GQA/MQA model) is computed as
-    broadcast multiply-and-sum rather than as batched ``[H/G, Dh] x [Dh, S]`` matmuls: XLA's CPU backend
-    fuses it into one pass over the K/V, 1.5-2.6x faster at 288 slots (measured; the prefix K/V read is
-    what a search's cost grows with). Products are formed from ``dtype``-rounded inputs and summed in
-    float32, like the matmuls.
+    broadcast multiply-and-sum over the transposed K rather than as batched ``[H/G, Dh] x [Dh, S]``
+    matmuls: XLA's CPU backend fuses it into one pass over the K/V, 1.5-2.6x faster at 288 slots
+    (measured; the prefix K/V read is what a search's cost grows with). Products are formed from
+    ``dtype``-rounded inputs and summed in float32, like the matmuls.
     """
     b, t, h, dh = q.shape
-    g = segments[0][0].shape[1]
+    g = segments[0][1].shape[1]
     r = h // g
     f32 = jnp.float32
-    one_query_grouped = t == 1 and r > 1
+    one_query_grouped = t == 1 and r > 1 and k_transposed
     if one_query_grouped:
         qg = q.reshape(b, g, r, dh, 1).astype(dtype).astype(f32)
         scores = [
@@ -199,11 +209,15 @@ def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype) -> 
         ]  # each [B,G,R,S_i]
     else:
         qg = q.reshape(b, t, g, r, dh)
-        # K back to [.., S, Dh] for the dots: for the in-call segment (training) the two transposes cancel,
-        # so a training step runs the same dots as before K's layout became [.., Dh, S]
+        # A transposed K goes back to [.., S, Dh] for the dots; for the in-call segment (training) the
+        # two transposes cancel, so a training step runs the same dots as a multi-head model's
         scores = [
-            jnp.where(m[:, None, None], _mm("btgrd,bgsd->bgrts", qg, jnp.swapaxes(kt, -1, -2), dtype), _NEG)
-            for kt, _, m in segments
+            jnp.where(
+                m[:, None, None],
+                _mm("btgrd,bgsd->bgrts", qg, jnp.swapaxes(k, -1, -2) if k_transposed else k, dtype),
+                _NEG,
+            )
+            for k, _, m in segments
         ]  # each [B,G,R,T,S_i]
     sizes = [s.shape[-1] for s in scores]
     probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0], axis=-1)
@@ -220,38 +234,47 @@ def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype) -> 
     return out.reshape(b, t, h, dh)
 
 
-def _attention_layout(k: Array, v: Array) -> tuple[Array, Array]:
-    """K/V ``[..., S, G, Dh]`` -> the layouts attention reads: ``kt [..., G, Dh, S]``, ``vt [..., G, S, Dh]``.
+def _attention_layout(k: Array, v: Array, k_transposed: bool) -> tuple[Array, Array]:
+    """K/V ``[..., S, G, Dh]`` -> the layouts attention reads: ``v [..., G, S, Dh]``; ``k`` the same, or
+    ``[..., G, Dh, S]`` if `k_transposed`.
 
-    The network transposes context segments once per call (all layers at once). A caller that keeps K/V
-    in these layouts and transposes them back before the call pays no transpose: the two cancel.
+    The network transposes stacked context segments once per call (all layers at once). A caller that
+    keeps K/V in these layouts (:class:`KVCache`, :class:`LayerSegment`) pays no transpose.
     """
     n = k.ndim
-    return jnp.moveaxis(k, n - 3, n - 1), jnp.swapaxes(v, n - 3, n - 2)
+    k = jnp.moveaxis(k, n - 3, n - 1) if k_transposed else jnp.swapaxes(k, n - 3, n - 2)
+    return k, jnp.swapaxes(v, n - 3, n - 2)
+
+
+def _k_transposed(config: TransformerConfig) -> bool:
+    """Whether the model keeps K as ``[.., G, Dh, S]`` (grouped-query: read by the one-query path)."""
+    return config.num_kv_heads < config.num_heads
 
 
 class LayerSegment(struct.PyTreeNode):
-    """A context segment already split by layer, in the layouts attention's matmuls read.
+    """A context segment already split by layer, in the layouts attention reads.
 
-    ``kt[i] [B,G,Dh,S]``, ``vt[i] [B,G,S,Dh]`` (``G = num_kv_heads``) for layer ``i``, ``mask [B,S]``
-    True where a slot may be attended to. :meth:`PolicyValueTransformer.extend` accepts it wherever it accepts a
-    ``(k, v, mask)`` triple. A caller that evaluates against the same context many times inside a loop
-    (MCTS over a shared prefix) converts once with :meth:`from_kv`: a stacked ``[Lyr, ...]`` segment
-    would otherwise be sliced per layer — a full copy of the K/V — in every iteration, because XLA's
-    CPU backend does not fuse a slice into a dot.
+    ``k[i]``, ``v[i]`` for layer ``i``: ``v [B,G,S,Dh]`` (``G = num_kv_heads``); ``k`` the same for a
+    multi-head model and ``[B,G,Dh,S]`` (transposed) for a grouped-query one; ``mask [B,S]`` True where
+    a slot may be attended to. :meth:`PolicyValueTransformer.extend` accepts it wherever it accepts a
+    ``(k, v, mask)`` triple. :meth:`KVCache.segment` is one (no copy), and a caller that evaluates
+    against the same context many times inside a loop (MCTS over a shared prefix) converts a stacked
+    triple once with :meth:`PolicyValueTransformer.layer_segment`: a stacked ``[Lyr, ...]`` segment
+    would otherwise be sliced and transposed per layer — a full copy of the K/V — in every call.
     """
 
-    kt: tuple[Array, ...]
-    vt: tuple[Array, ...]
+    k: tuple[Array, ...]
+    v: tuple[Array, ...]
     mask: Array
 
     @classmethod
-    def from_kv(cls, k: Array, v: Array, mask: Array) -> LayerSegment:
-        """From ``k, v [Lyr,B,S,G,Dh]`` and ``mask [B,S]`` (the layout of caches and of ``extend``'s K/V)."""
-        kt, vt = _attention_layout(k, v)
+    def from_kv(cls, k: Array, v: Array, mask: Array, *, k_transposed: bool) -> LayerSegment:
+        """From ``k, v [Lyr,B,S,G,Dh]`` and ``mask [B,S]`` (the layout of ``extend``'s K/V); `k_transposed`
+        as the model reads K (``PolicyValueTransformer.layer_segment`` picks it for you)."""
+        k, v = _attention_layout(k, v, k_transposed)
         return cls(
-            kt=tuple(kt[i] for i in range(kt.shape[0])),
-            vt=tuple(vt[i] for i in range(vt.shape[0])),
+            k=tuple(k[i] for i in range(k.shape[0])),
+            v=tuple(v[i] for i in range(v.shape[0])),
             mask=jnp.asarray(mask, bool),
         )
 
@@ -291,8 +314,8 @@ class _Block(nn.Module):
             q = _rotate(_mm("btd,dhk->bthk", y, w_q, dtype), sin1, cos1) * (dh**-0.5)  # [B,T,H,Dh]
             kv = _mm("btd,dcgk->btcgk", y, w_kv, dtype)  # [B,T,2,G,Dh]
             k, v = _rotate(kv[:, :, 0], sin1, cos1).astype(dtype), kv[:, :, 1].astype(dtype)
-        segments = [*context, (*_attention_layout(k, v), self_mask)]
-        att = _attend(q, segments, dtype)  # [B,T,H,Dh]
+        segments = [*context, (*_attention_layout(k, v, g < h), self_mask)]
+        att = _attend(q, segments, dtype, g < h)  # [B,T,H,Dh]
         x = x + _mm("bthk,hkd->btd", att, w_out, dtype)
 
         y = _rms_norm(self, "mlp_norm", x, pdtype)
@@ -329,9 +352,9 @@ class _Network(nn.Module):
             self_mask = self_mask & key_mask[:, None, :]
         ks, vs = [], []
         context = [
-            (seg.kt, seg.vt, seg.mask[:, None, :])
+            (seg.k, seg.v, seg.mask[:, None, :])
             if isinstance(seg, LayerSegment)
-            else (*_attention_layout(seg[0], seg[1]), seg[2][:, None, :])
+            else (*_attention_layout(seg[0], seg[1], _k_transposed(c)), seg[2][:, None, :])
             for seg in context
         ]
         for i in range(c.num_layers):
@@ -479,9 +502,8 @@ class PolicyValueTransformer:
           tokens: [B, T] int32 new tokens.
           positions: [B, T] int32 their positions.
           context: sequence of segments ``(k [Lyr,B,S,G,Dh], v [Lyr,B,S,G,Dh], mask [B,S] bool)`` (``G`` =
-            ``num_kv_heads``) or
-            :class:`LayerSegment`; the new tokens attend to every context slot whose mask is True, and
-            causally to each other.
+            ``num_kv_heads``) or :class:`LayerSegment` (e.g. ``KVCache.segment()``); the new tokens
+            attend to every context slot whose mask is True, and causally to each other.
 
         Returns:
           ``(logits [B,T,A], values [B,T], (k, v))`` with the new tokens' own K/V, each ``[Lyr,B,T,G,Dh]``
@@ -515,29 +537,37 @@ class PolicyValueTransformer:
 
     def _check_layer_segment(self, i: int, seg: LayerSegment, batch: int) -> None:
         c = self.config
-        n = len(seg.kt)
+        n = len(seg.k)
         s = seg.mask.shape[-1] if seg.mask.ndim == 2 else None
-        want_k, want_v = (batch, c.num_kv_heads, c.head_dim, s), (batch, c.num_kv_heads, s, c.head_dim)
+        want_v = (batch, c.num_kv_heads, s, c.head_dim)
+        want_k = (batch, c.num_kv_heads, c.head_dim, s) if _k_transposed(c) else want_v
         if (
             n != c.num_layers
-            or len(seg.vt) != n
+            or len(seg.v) != n
             or seg.mask.shape != (batch, s)
-            or any(k.shape != want_k for k in seg.kt)
-            or any(v.shape != want_v for v in seg.vt)
+            or any(k.shape != want_k for k in seg.k)
+            or any(v.shape != want_v for v in seg.v)
         ):
+            k_layout = "[B, G, Dh, S]" if _k_transposed(c) else "[B, G, S, Dh]"
             raise ValueError(
-                f"context[{i}]: expected a LayerSegment of {c.num_layers} layers with kt[i] "
-                f"[B={batch}, G={c.num_kv_heads}, Dh={c.head_dim}, S], vt[i] [B, G, S, Dh] and mask [B, S]; got "
-                f"{n} layers, kt {[k.shape for k in seg.kt]}, vt {[v.shape for v in seg.vt]}, "
+                f"context[{i}]: expected a LayerSegment of {c.num_layers} layers with k[i] {k_layout}, "
+                f"v[i] [B, G, S, Dh] (B={batch}, G={c.num_kv_heads}, Dh={c.head_dim}) and mask [B, S]; got "
+                f"{n} layers, k {[k.shape for k in seg.k]}, v {[v.shape for v in seg.v]}, "
                 f"mask {seg.mask.shape}"
             )
+
+    def layer_segment(self, k: Array, v: Array, mask: Array) -> LayerSegment:
+        """A stacked ``(k, v [Lyr,B,S,G,Dh], mask [B,S])`` segment (``extend``'s K/V layout) as a
+        :class:`LayerSegment` in this model's layouts: convert once, outside a loop that reads it."""
+        return LayerSegment.from_kv(k, v, mask, k_transposed=_k_transposed(self.config))
 
     def init_cache(self, batch_size: int) -> KVCache:
         """An empty cache of ``config.max_length`` slots."""
         c = self.config
         shape = (c.num_layers, batch_size, c.max_length, c.num_kv_heads, c.head_dim)
         zeros = jnp.zeros(shape, jnp.dtype(c.dtype))
-        return KVCache(k=zeros, v=zeros, lengths=jnp.zeros((batch_size,), jnp.int32))
+        seg = self.layer_segment(zeros, zeros, jnp.zeros((batch_size, c.max_length), bool))
+        return KVCache(k=seg.k, v=seg.v, lengths=jnp.zeros((batch_size,), jnp.int32))
 
     def prefill(self, params: Params, tokens: Array, lengths: Array) -> tuple[Array, Array, KVCache]:
         """Encodes right-padded prompts and returns a cache sized ``config.max_length``.
@@ -559,8 +589,8 @@ class PolicyValueTransformer:
             raise ValueError(f"lengths: expected shape {tokens.shape[:1]}, got {lengths.shape}")
         logits, values, (k, v) = self.extend(params, tokens, None)
         pad = [(0, 0), (0, 0), (0, self.config.max_length - tokens.shape[1]), (0, 0), (0, 0)]
-        cache = KVCache(k=jnp.pad(k, pad), v=jnp.pad(v, pad), lengths=lengths)
-        return logits, values, cache
+        seg = self.layer_segment(jnp.pad(k, pad), jnp.pad(v, pad), jnp.zeros(k.shape[1:3], bool))
+        return logits, values, KVCache(k=seg.k, v=seg.v, lengths=lengths)
 
     def decode(self, params: Params, cache: KVCache, tokens: Array, positions: Array) -> tuple[Array, Array, KVCache]:
         """One token per row at its own position.
@@ -576,16 +606,17 @@ class PolicyValueTransformer:
         """
         tokens = jnp.asarray(tokens, jnp.int32)
         positions = jnp.asarray(positions, jnp.int32)
-        if tokens.ndim != 1 or positions.shape != tokens.shape or cache.k.shape[1] != tokens.shape[0]:
+        if tokens.ndim != 1 or positions.shape != tokens.shape or cache.batch_size != tokens.shape[0]:
             raise ValueError(
-                f"decode: expected tokens [B] and positions [B] with B = cache batch {cache.k.shape[1]}; "
+                f"decode: expected tokens [B] and positions [B] with B = cache batch {cache.batch_size}; "
                 f"got tokens {tokens.shape}, positions {positions.shape}"
             )
         logits, values, (k, v) = self.extend(params, tokens[:, None], positions[:, None], (cache.segment(positions),))
         rows = jnp.arange(tokens.shape[0])
-        cache = KVCache(
-            k=cache.k.at[:, rows, positions].set(k[:, :, 0].astype(cache.k.dtype)),
-            v=cache.v.at[:, rows, positions].set(v[:, :, 0].astype(cache.v.dtype)),
-            lengths=positions + 1,
-        )
-        return logits[:, 0], values[:, 0], cache
+        # Write slot `positions[b]` of row b in every layer (each update [B, G, Dh]), in place.
+        if _k_transposed(self.config):
+            new_k = tuple(ck.at[rows, :, :, positions].set(k[i, :, 0].astype(ck.dtype)) for i, ck in enumerate(cache.k))
+        else:
+            new_k = tuple(ck.at[rows, :, positions].set(k[i, :, 0].astype(ck.dtype)) for i, ck in enumerate(cache.k))
+        new_v = tuple(cv.at[rows, :, positions].set(v[i, :, 0].astype(cv.dtype)) for i, cv in enumerate(cache.v))
+        return logits[:, 0], values[:, 0], KVCache(k=new_k, v=new_v, lengths=positions + 1)

@@ -108,29 +108,46 @@ def encode_prefix(model, params: Params, states: EnvState, cache=None):
     """The K/V segment of each row's prefix ``tokens[:length]``, shared by a whole search.
 
     Encodes the prefixes with one ``model.extend`` (no context), or reuses `cache` (a ``jr.KVCache``
-    whose first ``length`` slots hold the prefix, e.g. kept up to date by a decoding loop).
+    whose first ``length`` slots hold the prefix, e.g. kept up to date by a decoding loop; read in
+    place, no copy).
 
-    Returns ``(segment, logits [B, A], value [B])``: ``segment = (k, v, mask)`` with k, v
-    ``[layers, B, S, H, Dh]`` and ``mask [B, S]`` True on the prefix; logits/value are the network's
-    output at the last prefix token (the root's prior and value).
+    Returns ``(segment, logits [B, A], value [B])``: for :class:`~jaxrl_reason.PolicyValueTransformer`
+    ``segment`` is a ``jr.LayerSegment`` (split by layer in the layouts attention reads, so the search's
+    loop reads it in place), for other models the stacked ``(k, v, mask)`` of their ``extend``; ``mask
+    [B, S]`` is True on the prefix; logits/value are the network's output at the last prefix token (the
+    root's prior and value).
     """
     tokens, length = states.tokens, states.length
     batch, seq = tokens.shape
     if cache is None:
         positions = jnp.broadcast_to(jnp.arange(seq, dtype=jnp.int32), (batch, seq))
         _, _, (k, v) = model.extend(params, tokens, positions, context=())  # logits unused: XLA drops them
+        idx = jnp.arange(k.shape[2])[None]
+        if isinstance(model, PolicyValueTransformer):
+            full = model.layer_segment(k, v, idx < length[:, None])
+            before_last = lambda m: full.replace(mask=m)  # noqa: E731
+        else:  # other models get the plain (k, v, mask) segment
+            full = (k, v, idx < length[:, None])
+            before_last = lambda m: (k, v, m)  # noqa: E731
     else:
-        k, v = cache.k, cache.v
-    idx = jnp.arange(k.shape[2])[None]
+        full = cache.segment(length)
+        idx = jnp.arange(cache.max_length)[None]
+        before_last = lambda m: full.replace(mask=m)  # noqa: E731
     # The root's own output: its last token attends to the rest of the prefix (only [B, 1, A] logits).
     last = jnp.maximum(length - 1, 0)
     logits, values, _ = model.extend(
-        params,
-        _last(tokens[:, :, None], last),
-        last[:, None],
-        context=((k, v, idx < last[:, None]),),
+        params, _last(tokens[:, :, None], last), last[:, None], context=(before_last(idx < last[:, None]),)
     )
-    return (k, v, idx < length[:, None]), logits[:, 0], values[:, 0]
+    return full, logits[:, 0], values[:, 0]
+
+
+def _path_kv_shape(prefix, batch: int, depth: int) -> tuple[int, ...]:
+    """``[B, layers, depth, G, Dh]``: the per-node buffer of a path's K/V, for `prefix`'s model."""
+    if isinstance(prefix, LayerSegment):
+        v = prefix.v[0]  # [B, G, S, Dh]
+        return (batch, len(prefix.v), depth, v.shape[1], v.shape[3])
+    k = prefix[0]  # [layers, B, S, G, Dh]
+    return (batch, k.shape[0], depth, *k.shape[3:])
 
 
 def _evaluate_full(model, params, state: EnvState):
@@ -145,8 +162,8 @@ def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evalu
 
     def recurrent_fn(shared: _Shared, key, action, emb: NodeEmbedding):
         del key
-        # Split by layer in the layouts attention reads (LayerSegment): a stacked prefix would be sliced
-        # per layer, i.e. the whole loop-invariant K/V copied, in every simulation.
+        # The prefix comes split by layer in the layouts attention reads (LayerSegment): a stacked prefix
+        # would be sliced per layer, i.e. the whole loop-invariant K/V copied, in every simulation.
         prefix = shared.prefix
         batch = action.shape[0]
         token = jnp.take_along_axis(emb.slots, action[:, None], axis=1)[:, 0]
@@ -271,11 +288,11 @@ def mcts_policy(
     slots, prior = _top_k_slots(logits.astype(jnp.float32), states.legal_action_mask, k)
     kv = None
     if evaluation == "kv":
-        pk = prefix[0]  # [layers, B, L, H, Dh]
-        shape = (batch, pk.shape[0], depth_bound, *pk.shape[3:])
+        shape = _path_kv_shape(prefix, batch, depth_bound)
+        dtype = jax.tree.leaves(prefix)[0].dtype
         # Zeros derived from a traced value: a constant would make XLA constant-fold mctx's whole
-        # [B, N+1, layers, D, H, Dh] initial tree at compile time.
-        zero = jnp.broadcast_to((states.length[0] * 0).astype(pk.dtype), shape)
+        # [B, N+1, layers, D, G, Dh] initial tree at compile time.
+        zero = jnp.broadcast_to((states.length[0] * 0).astype(dtype), shape)
         kv = (zero, zero)
     embedding = NodeEmbedding(
         slots=slots,
@@ -289,8 +306,6 @@ def mcts_policy(
         value=jnp.where(states.done, 0.0, value.astype(jnp.float32)),
         embedding=embedding,
     )
-    if prefix is not None and isinstance(model, PolicyValueTransformer):
-        prefix = LayerSegment.from_kv(*prefix)  # other models get the plain (k, v, mask) segment
     shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
     recurrent_fn = make_recurrent_fn(
         model, env, top_k=k, max_depth=depth_bound, evaluation=evaluation, store_states=store_states

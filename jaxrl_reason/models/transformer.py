@@ -191,26 +191,20 @@ def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype, k_t
     is multi-head), and ``k`` like ``v``, or ``[B,G,Dh,S]`` when `k_transposed` (grouped-query models).
     Scores of all segments share one softmax; no K/V is concatenated (a cache is read in place).
 
-    One query per row with grouped heads (a search or decoding step of a GQA/MQA model) is computed as
-    broadcast multiply-and-sum over the transposed K rather than as batched ``[H/G, Dh] x [Dh, S]``
-    matmuls: XLA's CPU backend fuses it into one pass over the K/V, 1.5-2.6x faster at 288 slots
-    (measured; the prefix K/V read is what a search's cost grows with). Products are formed from
-    ``dtype``-rounded inputs and summed in float32, like the matmuls.
+    One query per row with grouped heads (a search or decoding step of a GQA/MQA model) reads the
+    transposed K as it is: ``[H/G, Dh] x [Dh, S]`` dots per row and K/V head, which XLA's CPU backend
+    runs fastest with K stored that way (measured: docs/BENCHMARKS.md, "Session 4"). Several queries
+    (training, prefill) swap it back to ``[S, Dh]``: for the in-call segment the two transposes cancel,
+    so a training step runs the same dots as a multi-head model's.
     """
     b, t, h, dh = q.shape
     g = segments[0][1].shape[1]
-    r = h // g
-    f32 = jnp.float32
-    one_query_grouped = t == 1 and r > 1 and k_transposed
-    if one_query_grouped:
-        qg = q.reshape(b, g, r, dh, 1).astype(dtype).astype(f32)
-        scores = [
-            jnp.where(m[:, None], jnp.sum(qg * kt[:, :, None].astype(f32), axis=3), _NEG) for kt, _, m in segments
-        ]  # each [B,G,R,S_i]
+    if k_transposed and t == 1:  # one query: [B,G,R,Dh] against K as stored (no T axis: XLA runs it faster)
+        qg = q.reshape(b, g, h // g, dh)
+        scores = [jnp.where(m[:, None], _mm("bgrd,bgds->bgrs", qg, k, dtype), _NEG) for k, _, m in segments]
+        pv, out_shape = "bgrs,bgsd->bgrd", (b, 1, h, dh)
     else:
-        qg = q.reshape(b, t, g, r, dh)
-        # A transposed K goes back to [.., S, Dh] for the dots; for the in-call segment (training) the
-        # two transposes cancel, so a training step runs the same dots as a multi-head model's
+        qg = q.reshape(b, t, g, h // g, dh)
         scores = [
             jnp.where(
                 m[:, None, None],
@@ -219,19 +213,15 @@ def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype, k_t
             )
             for k, _, m in segments
         ]  # each [B,G,R,T,S_i]
+        pv, out_shape = "bgrts,bgsd->btgrd", (b, t, h, dh)
     sizes = [s.shape[-1] for s in scores]
     probs = jax.nn.softmax(jnp.concatenate(scores, axis=-1) if len(scores) > 1 else scores[0], axis=-1)
     out = 0.0
     start = 0
-    for (_, vt, _), size in zip(segments, sizes, strict=True):
-        p = probs[..., start : start + size]
-        if one_query_grouped:
-            p = p.astype(dtype).astype(f32)[..., None]  # [B,G,R,S,1]
-            out = out + jnp.sum(p * vt[:, :, None].astype(f32), axis=3)  # [B,G,R,Dh]
-        else:
-            out = out + _mm("bgrts,bgsd->btgrd", p, vt, dtype)
+    for (_, v, _), size in zip(segments, sizes, strict=True):
+        out = out + _mm(pv, probs[..., start : start + size], v, dtype)
         start += size
-    return out.reshape(b, t, h, dh)
+    return out.reshape(out_shape)
 
 
 def _attention_layout(k: Array, v: Array, k_transposed: bool) -> tuple[Array, Array]:

@@ -163,7 +163,7 @@ def test_grouped_query_attention_equals_multi_head_with_repeated_kv_heads():
 
 
 # -- KV cache -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("num_kv_heads", [None, 1])
+@pytest.mark.parametrize("num_kv_heads", [None, 2, 1])
 def test_prefill_then_decode_equals_full_forward_with_ragged_prefixes(num_kv_heads):
     model, params = _setup(num_kv_heads=num_kv_heads)
     c = model.config

@@ -122,32 +122,39 @@ def encode_prefix(model, params: Params, states: EnvState, cache=None):
     if cache is None:
         positions = jnp.broadcast_to(jnp.arange(seq, dtype=jnp.int32), (batch, seq))
         _, _, (k, v) = model.extend(params, tokens, positions, context=())  # logits unused: XLA drops them
-        idx = jnp.arange(k.shape[2])[None]
-        if isinstance(model, PolicyValueTransformer):
-            full = model.layer_segment(k, v, idx < length[:, None])
-            before_last = lambda m: full.replace(mask=m)  # noqa: E731
-        else:  # other models get the plain (k, v, mask) segment
-            full = (k, v, idx < length[:, None])
-            before_last = lambda m: (k, v, m)  # noqa: E731
+        prefix = (k, v, jnp.arange(seq)[None] < length[:, None])
+        if isinstance(model, PolicyValueTransformer):  # other models get the plain (k, v, mask) segment
+            prefix = model.layer_segment(*prefix)
     else:
-        full = cache.segment(length)
-        idx = jnp.arange(cache.max_length)[None]
-        before_last = lambda m: full.replace(mask=m)  # noqa: E731
+        prefix = cache.segment(length)
     # The root's own output: its last token attends to the rest of the prefix (only [B, 1, A] logits).
     last = jnp.maximum(length - 1, 0)
-    logits, values, _ = model.extend(
-        params, _last(tokens[:, :, None], last), last[:, None], context=(before_last(idx < last[:, None]),)
-    )
-    return full, logits[:, 0], values[:, 0]
+    before_last = _with_mask(prefix, jnp.arange(_mask(prefix).shape[1])[None] < last[:, None])
+    logits, values, _ = model.extend(params, _last(tokens[:, :, None], last), last[:, None], context=(before_last,))
+    return prefix, logits[:, 0], values[:, 0]
 
 
-def _path_kv_shape(prefix, batch: int, depth: int) -> tuple[int, ...]:
-    """``[B, layers, depth, G, Dh]``: the per-node buffer of a path's K/V, for `prefix`'s model."""
+def _mask(segment) -> Array:
+    return segment.mask if isinstance(segment, LayerSegment) else segment[2]
+
+
+def _with_mask(segment, mask: Array):
+    return segment.replace(mask=mask) if isinstance(segment, LayerSegment) else (*segment[:2], mask)
+
+
+def _path_kv_zeros(prefix, like: Array, batch: int, depth: int) -> Array:
+    """Zeros ``[B, layers, depth, G, Dh]`` (the per-node buffer of a path's K/V) for `prefix`'s model.
+
+    Derived from the traced `like`: a constant would make XLA constant-fold mctx's whole
+    ``[B, N+1, layers, D, G, Dh]`` initial tree at compile time.
+    """
     if isinstance(prefix, LayerSegment):
         v = prefix.v[0]  # [B, G, S, Dh]
-        return (batch, len(prefix.v), depth, v.shape[1], v.shape[3])
-    k = prefix[0]  # [layers, B, S, G, Dh]
-    return (batch, k.shape[0], depth, *k.shape[3:])
+        shape = (batch, len(prefix.v), depth, v.shape[1], v.shape[3])
+    else:
+        v = prefix[1]  # [layers, B, S, G, Dh]
+        shape = (batch, v.shape[0], depth, *v.shape[3:])
+    return jnp.broadcast_to((like * 0).astype(v.dtype), shape)
 
 
 def _evaluate_full(model, params, state: EnvState):
@@ -288,11 +295,7 @@ def mcts_policy(
     slots, prior = _top_k_slots(logits.astype(jnp.float32), states.legal_action_mask, k)
     kv = None
     if evaluation == "kv":
-        shape = _path_kv_shape(prefix, batch, depth_bound)
-        dtype = jax.tree.leaves(prefix)[0].dtype
-        # Zeros derived from a traced value: a constant would make XLA constant-fold mctx's whole
-        # [B, N+1, layers, D, G, Dh] initial tree at compile time.
-        zero = jnp.broadcast_to((states.length[0] * 0).astype(dtype), shape)
+        zero = _path_kv_zeros(prefix, states.length[0], batch, depth_bound)
         kv = (zero, zero)
     embedding = NodeEmbedding(
         slots=slots,

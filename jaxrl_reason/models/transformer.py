@@ -304,8 +304,9 @@ class _Block(nn.Module):
             q = _rotate(_mm("btd,dhk->bthk", y, w_q, dtype), sin1, cos1) * (dh**-0.5)  # [B,T,H,Dh]
             kv = _mm("btd,dcgk->btcgk", y, w_kv, dtype)  # [B,T,2,G,Dh]
             k, v = _rotate(kv[:, :, 0], sin1, cos1).astype(dtype), kv[:, :, 1].astype(dtype)
-        segments = [*context, (*_attention_layout(k, v, g < h), self_mask)]
-        att = _attend(q, segments, dtype, g < h)  # [B,T,H,Dh]
+        k_transposed = _k_transposed(c)
+        segments = [*context, (*_attention_layout(k, v, k_transposed), self_mask)]
+        att = _attend(q, segments, dtype, k_transposed)  # [B,T,H,Dh]
         x = x + _mm("bthk,hkd->btd", att, w_out, dtype)
 
         y = _rms_norm(self, "mlp_norm", x, pdtype)

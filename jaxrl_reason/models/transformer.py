@@ -557,8 +557,12 @@ class PolicyValueTransformer:
         c = self.config
         shape = (c.num_layers, batch_size, c.max_length, c.num_kv_heads, c.head_dim)
         zeros = jnp.zeros(shape, jnp.dtype(c.dtype))
-        seg = self.layer_segment(zeros, zeros, jnp.zeros((batch_size, c.max_length), bool))
-        return KVCache(k=seg.k, v=seg.v, lengths=jnp.zeros((batch_size,), jnp.int32))
+        return self._cache(zeros, zeros, jnp.zeros((batch_size,), jnp.int32))
+
+    def _cache(self, k: Array, v: Array, lengths: Array) -> KVCache:
+        """A cache from stacked ``k, v [Lyr,B,max_length,G,Dh]``: split by layer in the attention layouts."""
+        k, v = _attention_layout(k, v, _k_transposed(self.config))
+        return KVCache(k=tuple(k), v=tuple(v), lengths=lengths)
 
     def prefill(self, params: Params, tokens: Array, lengths: Array) -> tuple[Array, Array, KVCache]:
         """Encodes right-padded prompts and returns a cache sized ``config.max_length``.
@@ -580,8 +584,7 @@ class PolicyValueTransformer:
             raise ValueError(f"lengths: expected shape {tokens.shape[:1]}, got {lengths.shape}")
         logits, values, (k, v) = self.extend(params, tokens, None)
         pad = [(0, 0), (0, 0), (0, self.config.max_length - tokens.shape[1]), (0, 0), (0, 0)]
-        seg = self.layer_segment(jnp.pad(k, pad), jnp.pad(v, pad), jnp.zeros(k.shape[1:3], bool))
-        return logits, values, KVCache(k=seg.k, v=seg.v, lengths=lengths)
+        return logits, values, self._cache(jnp.pad(k, pad), jnp.pad(v, pad), lengths)
 
     def decode(self, params: Params, cache: KVCache, tokens: Array, positions: Array) -> tuple[Array, Array, KVCache]:
         """One token per row at its own position.
@@ -604,10 +607,13 @@ class PolicyValueTransformer:
             )
         logits, values, (k, v) = self.extend(params, tokens[:, None], positions[:, None], (cache.segment(positions),))
         rows = jnp.arange(tokens.shape[0])
-        # Write slot `positions[b]` of row b in every layer (each update [B, G, Dh]), in place.
-        if _k_transposed(self.config):
-            new_k = tuple(ck.at[rows, :, :, positions].set(k[i, :, 0].astype(ck.dtype)) for i, ck in enumerate(cache.k))
-        else:
-            new_k = tuple(ck.at[rows, :, positions].set(k[i, :, 0].astype(ck.dtype)) for i, ck in enumerate(cache.k))
+        # Write slot `positions[b]` of row b in every layer (each update [B, G, Dh]), in place; the slot
+        # axis is K's last for a transposed K, else the third (as V's).
+        k_slot = (
+            (rows, slice(None), slice(None), positions)
+            if _k_transposed(self.config)
+            else (rows, slice(None), positions)
+        )
+        new_k = tuple(ck.at[k_slot].set(k[i, :, 0].astype(ck.dtype)) for i, ck in enumerate(cache.k))
         new_v = tuple(cv.at[rows, :, positions].set(v[i, :, 0].astype(cv.dtype)) for i, cv in enumerate(cache.v))
         return logits[:, 0], values[:, 0], KVCache(k=new_k, v=new_v, lengths=positions + 1)

@@ -77,6 +77,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.rl.temperature = 1.0  # sampling temperature of the behaviour policy
     c.rl.adv_eps = 1e-6  # GRPO: (r - mean) / (std + adv_eps)
 
+    # Warm start from another run: a fresh run (no checkpoint in its workdir yet) takes its params from
+    # that run's checkpoint, e.g. RL from an SFT run. The model config must be the same; the optimizer,
+    # step counter and replay start fresh. Ignored when the workdir already has a checkpoint (resume).
+    c.init = ml_collections.ConfigDict()
+    c.init.workdir = ""  # "" = off (random init); else a run directory with a checkpoint
+    c.init.step = -1  # which of its checkpoints; -1 = the latest
+
     # Distillation warm start: SFT on a teacher run's samples instead of the task's demonstrations.
     c.distill = ml_collections.ConfigDict()
     c.distill.teacher_workdir = ""  # "" = off (demonstrations); else a run directory with a checkpoint
@@ -289,6 +296,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"eval.tfds_name={config.eval.tfds_name!r} needs eval.tfds_data_dir (the dataset's directory)"
         )
+    if config.init.step < -1:
+        raise ConfigError(f"init.step must be a checkpoint step or -1 (the latest), got {config.init.step}")
     if config.selfplay.temperature < 0:
         raise ConfigError(f"selfplay.temperature must be >= 0, got {config.selfplay.temperature}")
     _validate_rl(config)

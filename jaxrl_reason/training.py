@@ -262,6 +262,43 @@ def sft_batch(data: dict[str, np.ndarray], step: int, batch_size: int, seed: int
     return {k: v[idx] for k, v in data.items()}
 
 
+def init_params_from(config, env, model, state: TrainState) -> tuple[TrainState, str]:
+    """`state` with the params of run ``config.init.workdir`` (checkpoint ``config.init.step``, -1 = latest).
+
+    The reference policy of GRPO/RLOO (if any) becomes those params too; the optimizer state, step, key
+    and replay stay as given (a fresh run's). The source run must have the same model config and the
+    same action space. Returns ``(state, "<checkpoint directory>/<step>")``.
+    """
+    from jaxrl_reason.evaluation import Agent  # the restore-a-run logic lives there
+
+    src_dir = config.init.workdir
+    step = None if config.init.step < 0 else int(config.init.step)
+    if not os.path.isdir(os.path.join(src_dir, "checkpoints")):  # never create directories in the source
+        raise ConfigError(f"init.workdir={src_dir!r} has no checkpoints/ (expected a run directory with a checkpoint)")
+    try:
+        src = Agent.load(src_dir, step=step)
+    except FileNotFoundError as e:
+        raise ConfigError(f"init.workdir={src_dir!r}: {e} (expected a run directory with a checkpoint)") from None
+    mine, theirs = dataclasses.asdict(model.config), dataclasses.asdict(src.model.config)
+    if mine != theirs:
+        diff = {k: (theirs.get(k), v) for k, v in mine.items() if theirs.get(k) != v}
+        raise ConfigError(
+            f"init.workdir={src_dir!r} holds a model that differs from this run's in {diff} (theirs, ours); "
+            "warm starts need the same model config (model.preset and model.overrides)"
+        )
+    if src.env.spec.num_actions != env.spec.num_actions:
+        raise ConfigError(
+            f"init.workdir={src_dir!r} was trained on {src.env.spec.env_id} with {src.env.spec.num_actions} "
+            f"actions; this run's {env.spec.env_id} has {env.spec.num_actions}"
+        )
+    params = jax.tree.map(lambda new, like: jax.device_put(new, like.sharding), src.params, state.params)
+    ref = None if state.ref_params is None else jax.tree.map(jnp.copy, params)
+    with Checkpointer(src_dir) as ckpt:
+        used = ckpt.latest_step() if step is None else step
+        source = f"{ckpt.directory}/{used}"
+    return state.replace(params=params, ref_params=ref), source
+
+
 def _meta(config, env) -> dict:
     return {
         "config": config_to_dict(config),
@@ -312,9 +349,13 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
         _check_compatible(ckpt.restore_meta(), meta, workdir)
         state, _ = ckpt.restore(state)
         _log(is_main, f"resumed from {ckpt.directory}/{int(state.step)}")
-    elif is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(meta, f, indent=2)
+    else:
+        if config.init.workdir:
+            state, source = init_params_from(config, env, model, state)
+            _log(is_main, f"params from {source}")
+        if is_main:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                json.dump(meta, f, indent=2)
 
     reasoning = is_reasoning_task(env)
     sft_steps = config.sft.steps if reasoning else 0

@@ -66,6 +66,9 @@ def base_config() -> ml_collections.ConfigDict:
     # RL steps at the start that train only the value head (trunk frozen, policy weight 0): the search's
     # Q-values come from the value head, so its policy targets are noise until it has learned outcomes.
     c.selfplay.value_warmup_steps = 0
+    # Value target (1 - m) * outcome + m * the search's root value (lower variance); m > 0 keeps the root
+    # values in the replay, so a run's m must stay 0 or > 0 across resumes (warm-start with init.* instead).
+    c.selfplay.value_target_mix = 0.0
 
     # GRPO / RLOO (algorithm="grpo" | "rloo"): G sampled responses per problem, group advantages, PPO clipping.
     c.rl = ml_collections.ConfigDict()
@@ -296,6 +299,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(
             f"eval.tfds_name={config.eval.tfds_name!r} needs eval.tfds_data_dir (the dataset's directory)"
         )
+    if not 0.0 <= config.selfplay.value_target_mix <= 1.0:
+        raise ConfigError(f"selfplay.value_target_mix must be in [0, 1], got {config.selfplay.value_target_mix}")
     if config.init.step < -1:
         raise ConfigError(f"init.step must be a checkpoint step or -1 (the latest), got {config.init.step}")
     if config.selfplay.temperature < 0:

@@ -45,6 +45,7 @@ from jaxrl_reason.types import Trajectory
 #: Fault injection for tests: SIGKILL the process right after the checkpoint of this step is on disk.
 KILL_AT_STEP_ENV = "JAXRL_REASON_KILL_AT_STEP"
 _REPLAY_FIELDS = ("tokens", "prompt_length", "actions", "players", "valid", "rewards", "policy")
+# + "values" (the search's root values) when selfplay.value_target_mix > 0
 
 
 @struct.dataclass
@@ -107,6 +108,8 @@ def init_state(config, env, model, tx, *, mesh=None) -> TrainState:
         "rewards": jnp.zeros((cap, steps, spec.num_players), jnp.float32),
         "policy": jnp.zeros((cap, steps, spec.num_actions), jnp.float32),
     }
+    if config.selfplay.value_target_mix > 0:  # only then: older runs' checkpoints keep their layout
+        replay["values"] = jnp.zeros((cap, steps), jnp.float32)
     if config.algorithm in RL_ALGORITHMS:  # the RL batch lives where the replay would
         replay = rl_buffer(config, spec)
     return TrainState(
@@ -209,12 +212,8 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
         filled = jnp.minimum(state.replay_count, _replay_capacity(config))
         idx = jax.random.randint(key, (sp.batch_size,), 0, jnp.maximum(filled, 1))
         batch = parallel.constrain_batch({k: v[idx] for k, v in state.replay.items()}, mesh)
-        traj = Trajectory(
-            log_probs=jnp.zeros(batch["actions"].shape, jnp.float32),
-            values=jnp.zeros(batch["actions"].shape, jnp.float32),
-            final_state=(),
-            **batch,
-        )
+        zeros = jnp.zeros(batch["actions"].shape, jnp.float32)
+        traj = Trajectory(log_probs=zeros, final_state=(), **{"values": zeros, **batch})
 
         warmup = state.step < policy_from
 
@@ -230,6 +229,7 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
                 value_weight=sp.value_weight,
                 policy_weight=1.0 - warmup.astype(jnp.float32),
                 value_logits=value_logits if categorical else None,
+                value_target_mix=sp.value_target_mix,
             )
 
         return apply_grads(state, loss_fn, trunk_frozen=warmup if sp.value_warmup_steps else None)
@@ -347,7 +347,16 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     state = init_state(config, env, model, tx, mesh=mesh)
     if ckpt.latest_step() is not None:
         _check_compatible(ckpt.restore_meta(), meta, workdir)
-        state, _ = ckpt.restore(state)
+        try:
+            state, _ = ckpt.restore(state)
+        except ValueError as e:  # Orbax: the saved tree has other leaves than this config's state
+            if "tree structures do not match" not in str(e):
+                raise
+            raise ConfigError(
+                f"workdir {workdir!r} holds a train state laid out for other settings (algorithm, rl.* batch sizes, "
+                "selfplay.num_episodes/replay_iterations or selfplay.value_target_mix changed?); resume with the "
+                "run's own settings, or start a new workdir with --config.init.workdir to take its params"
+            ) from None
         _log(is_main, f"resumed from {ckpt.directory}/{int(state.step)}")
     else:
         if config.init.workdir:

@@ -81,3 +81,13 @@ def test_value_warmup_weight_drops_the_policy_term():
     loss, m = alphazero_loss(jnp.zeros((1, 6, 4)), jnp.zeros((1, 6)), traj, policy_weight=0.0)
     np.testing.assert_allclose(m["policy_loss"], math.log(4), rtol=1e-6)  # still reported
     np.testing.assert_allclose(loss, m["value_loss"], rtol=1e-6)  # but not optimized
+
+
+def test_value_target_mix_blends_outcome_and_root_value():
+    pi = np.full((1, 2, 4), 0.25, np.float32)
+    traj = _traj(np.array([[0, 1]]), np.ones((1, 2), bool), np.array([[1.0, -1.0]]), pi)
+    traj = traj.replace(values=jnp.array([[0.2, 0.6]]))  # the search's root values, mover's view
+    np.testing.assert_allclose(value_targets(traj, 0.25), [[0.75 * 1 + 0.25 * 0.2, 0.75 * -1 + 0.25 * 0.6]], rtol=1e-6)
+    np.testing.assert_array_equal(value_targets(traj, 0.0), [[1.0, -1.0]])
+    _, m = alphazero_loss(jnp.zeros((1, 6, 4)), jnp.zeros((1, 6)), traj, value_target_mix=1.0)
+    np.testing.assert_allclose(m["value_loss"], (0.2**2 + 0.6**2) / 2, rtol=1e-6)  # target = q alone

@@ -156,6 +156,29 @@ def test_resuming_a_run_whose_env_kwargs_hold_a_tuple(tmp_path):
     assert Checkpointer(str(tmp_path)).latest_step() == 3
 
 
+def test_value_target_mix_keeps_root_values_in_the_replay_and_guards_resumes(tmp_path):
+    from jaxrl_reason.envs.registry import make
+    from jaxrl_reason.training import build_model, build_optimizer, init_state
+
+    config = tiny_config(total_steps=4, sft__steps=2, checkpoint_every=4, eval_every=100)
+    config.selfplay.value_target_mix = 0.5
+    train(config, str(tmp_path), progress=False)
+    env = make(config.env_id, **dict(config.env_kwargs))
+    like = init_state(config, env, build_model(config, env), build_optimizer(config))
+    with Checkpointer(str(tmp_path)) as ck:
+        state, _ = ck.restore(like)
+    n = config.selfplay.num_episodes  # one self-play iteration (at step 2) filled the first n rows
+    values, valid = np.asarray(state.replay["values"][:n]), np.asarray(state.replay["valid"][:n])
+    assert valid.any() and (values[valid] != 0).any()  # the search's root values were kept
+    assert (np.abs(values) <= 1.0 + 1e-6).all()
+    assert not np.asarray(state.replay["values"][n:]).any()  # rows never written stay zero
+    config.selfplay.value_target_mix = 0.0  # another replay layout: one clear error, nothing overwritten
+    config.total_steps = 6
+    with pytest.raises(ValueError, match="laid out for other settings"):
+        train(config, str(tmp_path), progress=False)
+    assert Checkpointer(str(tmp_path)).all_steps() == [4]
+
+
 def test_value_warmup_trains_only_the_value_head():
     from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
     from jaxrl_reason.data import demonstration_set, run_problem_sets

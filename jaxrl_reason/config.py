@@ -317,6 +317,19 @@ def _validate_rl(config) -> None:
         raise ConfigError(f"rl.kl_coef must be >= 0 (0 = off), got {config.rl.kl_coef}")
 
 
+def saved_config(saved: dict) -> ml_collections.ConfigDict:
+    """A run's saved config (``config.json`` / checkpoint meta) over today's defaults: keys added since the
+    run was saved take their :func:`base_config` values, so older runs still load."""
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        return out
+
+    return ml_collections.ConfigDict(merge(config_to_dict(base_config()), saved))
+
+
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
     """A JSON-able plain dict of the config (saved beside checkpoints)."""
     return json.loads(config.to_json())

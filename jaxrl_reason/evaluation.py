@@ -19,11 +19,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from jaxrl_reason import parallel
 from jaxrl_reason.checkpoint import Checkpointer
+from jaxrl_reason.config import saved_config
 from jaxrl_reason.data import run_problem_sets, stack_problems
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig, rollout
@@ -50,7 +50,7 @@ class Agent:
 
         with Checkpointer(workdir) as ckpt:
             meta = ckpt.restore_meta(step)
-            config = ml_collections.ConfigDict(meta["config"])
+            config = saved_config(meta["config"])
             env = make(meta["env_id"], **meta["env_kwargs"])
             model = PolicyValueTransformer(TransformerConfig(**meta["model"]))
             abstract = jax.eval_shape(lambda: init_state(config, env, model, build_optimizer(config)))

@@ -223,6 +223,21 @@ def test_agent_searches_with_the_rescale_setting_it_was_trained_with(tmp_path):
     assert Agent(model=agent.model, params=agent.params, env=agent.env).rescale_values is True  # mctx default
 
 
+def test_a_config_saved_before_a_key_existed_loads_with_its_default():
+    from jaxrl_reason.config import config_to_dict, saved_config
+    from jaxrl_reason.envs.registry import make
+    from jaxrl_reason.training import build_model, build_optimizer, init_state
+
+    old = config_to_dict(tiny_config(seed=5))
+    del old["selfplay"]["value_target_mix"], old["init"]  # keys this version added
+    config = saved_config(old)
+    assert config.selfplay.value_target_mix == 0.0 and config.init.workdir == ""  # today's defaults
+    assert config.seed == 5 and config.env_kwargs.num_digits == 1 and config.model.overrides.d_model == 32  # kept
+    env = make(config.env_id, **dict(config.env_kwargs))
+    state = init_state(config, env, build_model(config, env), build_optimizer(config))  # what Agent.load builds
+    assert "values" not in state.replay
+
+
 def test_a_run_saved_before_a_model_field_existed_still_resumes():
     # runs saved before `num_kv_heads` existed have no such key: it takes its default (multi-head)
     from jaxrl_reason.envs.registry import make

@@ -8,7 +8,7 @@ Everything users need is importable from here::
 
 from jaxrl_reason import _xla_setup
 
-if _xla_setup.started_as_training_cli():  # before jax is imported: use all CPU cores (see _xla_setup)
+if _xla_setup.started_as_cli():  # before jax is imported: use all CPU cores (see _xla_setup)
     _xla_setup.set_default_cpu_devices()
 
 from jaxrl_reason.algorithms.distill import distill_loss  # noqa: E402

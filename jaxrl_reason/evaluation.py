@@ -41,11 +41,15 @@ class Agent:
     params: Any
     env: Any
     config: Any = None
+    #: a ``jax.sharding.Mesh``: :meth:`act` and :func:`evaluate` split the batch over its devices (one
+    #: search or rollout per example, ``parallel.map_examples``); None: the default device
+    mesh: Any = None
     _jitted: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @classmethod
-    def load(cls, workdir: str, *, step: int | None = None) -> Agent:
-        """Restores params, model config and env from a run's checkpoint (default: the latest)."""
+    def load(cls, workdir: str, *, step: int | None = None, mesh=None) -> Agent:
+        """Restores params, model config and env from a run's checkpoint (default: the latest); `mesh`: see
+        :attr:`mesh` (e.g. ``jr.make_mesh()`` for all devices)."""
         from jaxrl_reason.training import build_optimizer, init_state  # the state layout lives there
 
         with Checkpointer(workdir) as ckpt:
@@ -58,7 +62,7 @@ class Agent:
             rep = parallel.replicated(parallel.make_mesh(-1, 1))
             abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
             state, _ = ckpt.restore(abstract, step)
-        return cls(model=model, params=state.params, env=env, config=config)
+        return cls(model=model, params=state.params, env=env, config=config, mesh=mesh)
 
     def act(
         self,
@@ -103,7 +107,8 @@ class Agent:
 
         model, env = self.model, self.env
 
-        def act(params, states, key):
+        def act_one(params, state, key):  # one example: a search or a forward of batch 1
+            states = jax.tree.map(lambda x: x[None], state)
             if method == "mcts":
                 out = mcts_policy(
                     model,
@@ -115,16 +120,22 @@ class Agent:
                     top_k=top_k,
                     rescale_values=rescale_values,
                 )
-                return out.action if temperature else jnp.argmax(out.action_weights, -1).astype(jnp.int32)
+                action = out.action if temperature else jnp.argmax(out.action_weights, -1)
+                return action[0].astype(jnp.int32)
             pos = states.length - 1
             logits, _ = model.apply(params, states.tokens)
-            logits = jnp.take_along_axis(logits, pos[:, None, None], 1)[:, 0]
-            logits = jnp.where(states.legal_action_mask, logits, -jnp.inf)
+            logits = jnp.take_along_axis(logits, pos[:, None, None], 1)[0, 0]
+            logits = jnp.where(state.legal_action_mask, logits, -jnp.inf)
             if method == "greedy":
                 return jnp.argmax(logits, -1).astype(jnp.int32)
-            return jax.random.categorical(key, logits / max(temperature, 1e-6) if temperature else logits).astype(
-                jnp.int32
-            )
+            scaled = logits / max(temperature, 1e-6) if temperature else logits
+            return jax.random.categorical(key, scaled).astype(jnp.int32)
+
+        mesh = self.mesh
+
+        def act(params, states, key):
+            keys = jax.random.split(key, states.length.shape[0])  # per example: the same on any mesh
+            return _gathered(parallel.map_examples(act_one, mesh, params, states, keys), mesh)
 
         return jax.jit(act)
 
@@ -145,10 +156,13 @@ def evaluate(
     batch_size: int = 256,
     seed: int = 0,
     rescale_values: bool | None = None,
+    mesh=None,
 ) -> dict:
     """Accuracy of `agent` on reasoning `problems` (dicts), solved with `method`.
 
-    Problems are solved in padded batches of `batch_size` (one compile); MCTS uses the agent's
+    Problems are solved in padded batches of `batch_size` (one compile), each problem with its own key and,
+    with a `mesh` (default: the agent's), on its share of the devices: results do not depend on the mesh.
+    MCTS uses the agent's
     training setting of `rescale_values` unless given. Returns ``accuracy``
     (mean verifier reward), ``num_problems``, ``mean_response_tokens``, ``tokens_generated``,
     ``method`` (and ``num_simulations`` for MCTS).
@@ -158,8 +172,9 @@ def evaluate(
     if not problems:
         raise ValueError("evaluate() needs at least one problem")
     rescale = agent.rescale_values if rescale_values is None else rescale_values
+    mesh = agent.mesh if mesh is None else mesh
     fn = agent._fn(
-        ("solve", method, num_simulations, top_k, rescale),
+        ("solve", method, num_simulations, top_k, rescale, mesh),
         _make_solver,
         agent.model,
         env,
@@ -167,6 +182,7 @@ def evaluate(
         num_simulations,
         top_k,
         rescale,
+        mesh,
     )
     rewards, lengths = [], []
     for start in range(0, len(problems), batch_size):
@@ -192,8 +208,16 @@ def evaluate(
     return out
 
 
-def _make_solver(model, env, method, num_simulations, top_k, rescale_values):
-    def solve(params, states, key):
+def _gathered(tree, mesh):
+    """Results replicated on every device of `mesh` (every process can read them; they are small)."""
+    if mesh is None:
+        return tree
+    return jax.lax.with_sharding_constraint(tree, parallel.replicated(mesh))
+
+
+def _make_solver(model, env, method, num_simulations, top_k, rescale_values, mesh=None):
+    def solve_one(params, state, key):  # one problem: its own search or rollout
+        states = jax.tree.map(lambda x: x[None], state)
         if method == "mcts":
             traj = selfplay(
                 model,
@@ -208,9 +232,13 @@ def _make_solver(model, env, method, num_simulations, top_k, rescale_values):
             )
         else:
             traj = rollout(model, params, env, states, key, greedy=method == "greedy")
-        final = traj.final_state
         # report the reward the episode ended with (rewards of the final transition are in the trajectory)
-        return final.replace(rewards=traj.returns)
+        final = traj.final_state.replace(rewards=traj.returns)
+        return jax.tree.map(lambda x: x[0], final)
+
+    def solve(params, states, key):
+        keys = jax.random.split(key, states.length.shape[0])
+        return _gathered(parallel.map_examples(solve_one, mesh, params, states, keys), mesh)
 
     return jax.jit(solve)
 
@@ -275,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out_dir or args.workdir}/ttc_sweep.csv and ttc_sweep.png")
         return 0
     try:
-        agent = Agent.load(args.workdir, step=args.step)
+        # every device of this process gets its share of the problems (8 fake ones on a CPU-only machine)
+        agent = Agent.load(args.workdir, step=args.step, mesh=parallel.make_mesh(-1, 1))
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -385,6 +385,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
             else:
                 sft_data = demonstration_set(env, train_dicts)
 
+    agent = Agent(model=model, params=state.params, env=env, config=config, mesh=mesh)  # one compile for all evals
     writer = MetricsWriter(workdir, enabled=is_main)
     kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
     bar = _progress(config.total_steps, int(state.step), enabled=progress and is_main)
@@ -423,7 +424,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
             if step % config.log_every == 0 or step == config.total_steps:
                 writer.write(step, metrics, phase=phase)
             if eval_problems is not None and (step % config.eval_every == 0 or step == config.total_steps):
-                agent = Agent(model=model, params=state.params, env=env, config=config)
+                agent.params = state.params
                 last_eval = evaluate(
                     agent,
                     env,

@@ -134,3 +134,22 @@ def test_training_cli_uses_8_cpu_devices_unless_xla_flags_is_set(tmp_path):
         out = subprocess.run(cmd, env={**env, **extra}, capture_output=True, text=True, timeout=120, cwd=root)
         assert out.returncode == 2 and "total_steps" in out.stderr, out.stderr[-2000:]
         assert f"DEVICES {devices}" in out.stdout
+
+
+def test_evaluation_and_acting_split_over_a_mesh_give_the_same_results():
+    from jaxrl_reason.evaluation import Agent, evaluate, heldout_problems
+    from tests._tiny_run import tiny_run
+
+    one = Agent.load(tiny_run())
+    eight = Agent.load(tiny_run(), mesh=parallel.make_mesh(-1, 1))
+    assert eight.mesh.devices.size == 8
+    problems = heldout_problems(one.env, one.config)
+    for method in ("sample", "mcts"):  # both use per-problem keys
+        kw = dict(method=method, num_simulations=4, top_k=4, batch_size=8, seed=3)
+        a, b = evaluate(one, one.env, problems, **kw), evaluate(eight, eight.env, problems, **kw)
+        assert a == b, method  # the same per-problem keys: the same answers, whatever the devices
+    states = jax.vmap(one.env.init)(jax.random.split(jax.random.PRNGKey(0), 16))
+    x = one.act(jax.random.PRNGKey(1), states, method="mcts", num_simulations=4, top_k=4, temperature=1.0)
+    y = eight.act(jax.random.PRNGKey(1), states, method="mcts", num_simulations=4, top_k=4, temperature=1.0)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert np.asarray(states.legal_action_mask)[np.arange(16), np.asarray(x)].all()

@@ -85,7 +85,7 @@ class Agent:
         if rescale_values is None:
             rescale_values = self.rescale_values
         fn = self._fn(
-            ("act", method, num_simulations, top_k, temperature, rescale_values),
+            ("act", method, num_simulations, top_k, temperature, rescale_values, self.mesh),
             self._make_act,
             method,
             num_simulations,
@@ -162,8 +162,7 @@ def evaluate(
 
     Problems are solved in padded batches of `batch_size` (one compile), each problem with its own key and,
     with a `mesh` (default: the agent's), on its share of the devices: results do not depend on the mesh.
-    MCTS uses the agent's
-    training setting of `rescale_values` unless given. Returns ``accuracy``
+    MCTS uses the agent's training setting of `rescale_values` unless given. Returns ``accuracy``
     (mean verifier reward), ``num_problems``, ``mean_response_tokens``, ``tokens_generated``,
     ``method`` (and ``num_simulations`` for MCTS).
     """

@@ -275,6 +275,9 @@ def init_params_from(config, env, model, state: TrainState) -> tuple[TrainState,
     step = None if config.init.step < 0 else int(config.init.step)
     if not os.path.isdir(os.path.join(src_dir, "checkpoints")):  # never create directories in the source
         raise ConfigError(f"init.workdir={src_dir!r} has no checkpoints/ (expected a run directory with a checkpoint)")
+    with Checkpointer(src_dir) as ckpt:  # the step to take, named in the log line
+        step = ckpt.latest_step() if step is None else step
+        source = f"{ckpt.directory}/{step}"
     try:
         src = Agent.load(src_dir, step=step)
     except FileNotFoundError as e:
@@ -293,9 +296,6 @@ def init_params_from(config, env, model, state: TrainState) -> tuple[TrainState,
         )
     params = jax.tree.map(lambda new, like: jax.device_put(new, like.sharding), src.params, state.params)
     ref = None if state.ref_params is None else jax.tree.map(jnp.copy, params)
-    with Checkpointer(src_dir) as ckpt:
-        used = ckpt.latest_step() if step is None else step
-        source = f"{ckpt.directory}/{used}"
     return state.replace(params=params, ref_params=ref), source
 
 

@@ -13,6 +13,7 @@ and losses from the agent's side, overall and per side.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -53,6 +54,9 @@ def play(
     opponent_simulations: int = 200,
     seed: int = 0,
     opening_moves: int = 0,
+    rollouts: int = 0,
+    rollout_weight: float = 0.5,
+    max_depth: int = 6,
 ) -> dict:
     # the arena's own games: `opening_moves` random moves before the agent and opponent take over
     env = make(agent.env.spec.env_id, random_opening_moves=opening_moves)
@@ -70,7 +74,16 @@ def play(
         done = np.asarray(states.done)
         if done.all():
             break
-        mine = np.asarray(agent.act(jax.random.fold_in(key, t), states, method=method, num_simulations=num_simulations))
+        mine = agent.act(
+            jax.random.fold_in(key, t),
+            states,
+            method=method,
+            num_simulations=num_simulations,
+            rollouts=rollouts,
+            rollout_weight=rollout_weight,
+            max_depth=max_depth,
+        )
+        mine = np.asarray(mine)
         tokens, length = np.asarray(states.tokens), np.asarray(states.length)
         player, legal = np.asarray(states.current_player), np.asarray(states.legal_action_mask)
         actions = mine.copy()
@@ -106,6 +119,14 @@ def main(argv=None) -> int:
     p.add_argument("--opponent_simulations", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--opening_moves", type=int, default=0, help="random moves before play starts (0: empty board)")
+    p.add_argument("--rollouts", type=int, default=0, help="agent MCTS: random playouts per leaf (0: value head only)")
+    p.add_argument("--rollout_weight", type=float, default=0.5, help="agent MCTS: rollouts' share of a leaf's value")
+    p.add_argument("--max_depth", type=int, default=6, help="agent MCTS: depth bound of the search tree")
+    p.add_argument(
+        "--untrained",
+        action="store_true",
+        help="ablation: the run's model with freshly initialised params (prior ~uniform, value ~0)",
+    )
     p.add_argument("--step", type=int, default=None, help="checkpoint step to play (default: the latest)")
     args = p.parse_args(argv)
     step = args.step
@@ -113,6 +134,8 @@ def main(argv=None) -> int:
         with Checkpointer(args.workdir) as ckpt:
             step = ckpt.latest_step()
     agent = Agent.load(args.workdir, step=step)
+    if args.untrained:
+        agent = dataclasses.replace(agent, params=agent.model.init(jax.random.PRNGKey(args.seed)), _jitted={})
     t0 = time.time()
     result = play(
         agent,
@@ -123,6 +146,9 @@ def main(argv=None) -> int:
         opponent_simulations=args.opponent_simulations,
         seed=args.seed,
         opening_moves=args.opening_moves,
+        rollouts=args.rollouts,
+        rollout_weight=args.rollout_weight,
+        max_depth=args.max_depth,
     )
     print(
         json.dumps(
@@ -131,11 +157,14 @@ def main(argv=None) -> int:
                 "machine": platform.machine(),
                 "jax": jax.__version__,
                 "env": agent.env.spec.env_id,
-                "step": step,
+                "step": "untrained" if args.untrained else step,
                 "opponent": args.opponent,
                 "method": args.method,
                 "num_simulations": args.num_simulations,
                 "opening_moves": args.opening_moves,
+                "rollouts": args.rollouts,
+                "rollout_weight": args.rollout_weight,
+                "max_depth": args.max_depth,
                 "wall_s": round(time.time() - t0, 1),
                 **result,
             }

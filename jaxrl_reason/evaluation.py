@@ -74,24 +74,43 @@ class Agent:
         top_k: int = 16,
         temperature: float = 0.0,
         rescale_values: bool | None = None,
+        rollouts: int = 0,
+        rollout_weight: float = 0.5,
+        max_depth: int = 6,
     ) -> jax.Array:
         """Actions ``[B]`` for a batch of states: search (``"mcts"``), ``"greedy"`` or ``"sample"``.
 
         `rescale_values` (MCTS Q rescaling, see :func:`jaxrl_reason.mcts_policy`) defaults to the
-        setting the agent was trained with.
+        setting the agent was trained with. `rollouts` / `rollout_weight`: random playouts mixed into
+        each leaf's value (board games); `max_depth`: the search tree's depth bound (see
+        :func:`jaxrl_reason.mcts_policy`).
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if rescale_values is None:
             rescale_values = self.rescale_values
         fn = self._fn(
-            ("act", method, num_simulations, top_k, temperature, rescale_values, self.mesh),
+            (
+                "act",
+                method,
+                num_simulations,
+                top_k,
+                temperature,
+                rescale_values,
+                rollouts,
+                rollout_weight,
+                max_depth,
+                self.mesh,
+            ),
             self._make_act,
             method,
             num_simulations,
             top_k,
             temperature,
             rescale_values,
+            rollouts,
+            rollout_weight,
+            max_depth,
         )
         return fn(self.params, states, key)
 
@@ -102,7 +121,9 @@ class Agent:
             return True
         return bool(self.config.selfplay.get("rescale_values", True))
 
-    def _make_act(self, method, num_simulations, top_k, temperature, rescale_values):
+    def _make_act(
+        self, method, num_simulations, top_k, temperature, rescale_values, rollouts, rollout_weight, max_depth
+    ):
         from jaxrl_reason.search import mcts_policy
 
         model, env = self.model, self.env
@@ -119,6 +140,9 @@ class Agent:
                     num_simulations=num_simulations,
                     top_k=top_k,
                     rescale_values=rescale_values,
+                    rollouts=rollouts,
+                    rollout_weight=rollout_weight,
+                    max_depth=max_depth,
                 )
                 action = out.action if temperature else jnp.argmax(out.action_weights, -1)
                 return action[0].astype(jnp.int32)

@@ -172,6 +172,8 @@ search = jax.jit(
         "gumbel_scale",
         "dirichlet_fraction",
         "max_num_considered_actions",
+        "rollouts",
+        "rollout_weight",
     ),
 )
 
@@ -238,6 +240,10 @@ def test_bad_arguments_raise_value_errors():
     params = TOY.init(jax.random.key(0))
     with pytest.raises(ValueError, match="algorithm must be one of"):
         jr.mcts_policy(TOY, params, CHAIN, _batch(CHAIN, 1), jax.random.key(0), num_simulations=2, algorithm="az")
+    with pytest.raises(ValueError, match="rollout_weight in"):
+        jr.mcts_policy(TOY, params, CHAIN, _batch(CHAIN, 1), jax.random.key(0), num_simulations=2, rollout_weight=2.0)
+    with pytest.raises(ValueError, match="rollouts must be >= 0"):
+        jr.mcts_policy(TOY, params, CHAIN, _batch(CHAIN, 1), jax.random.key(0), num_simulations=2, rollouts=-1)
     with pytest.raises(ValueError, match="must be batched"):
         one = CHAIN.init_from_problem(jnp.int32(0))
         jr.mcts_policy(TOY, params, CHAIN, one, jax.random.key(0), num_simulations=2)
@@ -304,3 +310,81 @@ def test_real_transformer_prefix_sharing_matches_full_forward_on_tic_tac_toe():
     np.testing.assert_allclose(res["kv"].action_weights, res["full"].action_weights, atol=1e-4)
     np.testing.assert_allclose(res["kv"].search_tree.node_values, res["full"].search_tree.node_values, atol=1e-4)
     np.testing.assert_array_equal(res["kv"].search_tree.embeddings.slots, res["full"].search_tree.embeddings.slots)
+
+
+# -- random rollouts (AlphaGo's mixed leaf evaluation) ---------------------------------------------------
+@functools.cache
+def _random_play_value(moves: tuple[int, ...]) -> float:
+    """Exact expected return for the player to move when both sides play uniformly random legal moves
+    from the tic-tac-toe position `moves` (slow reference: full enumeration with the pure-Python game)."""
+    from bench.players import PyBoardGame
+
+    game = PyBoardGame("tic_tac_toe", list(moves))
+    if game.done:
+        return 0.0
+    legal = [m for m, ok in enumerate(game.legal_moves()) if ok]
+    total = 0.0
+    for m in legal:
+        after = game.copy()
+        reward = after.play(m)[game.to_move]
+        total += reward if after.done else -_random_play_value((*moves, m))
+    return total / len(legal)
+
+
+def _ttt_states(env, openings):
+    states = [env.init_from_problem(env.problem_from_dict({"moves": list(m)})) for m in openings]
+    return jax.tree.map(lambda *x: jnp.stack(x), *states)
+
+
+def test_random_rollout_value_matches_the_exact_random_play_expectation():
+    from jaxrl_reason.search.mcts import random_rollout_value
+
+    env = jr.make("tic-tac-toe-v0")
+    openings = [(), (4,), (4, 0, 3), (4, 0, 8, 2), (0, 3, 1, 4, 2)]  # the last one is over (X won)
+    states = _ttt_states(env, openings)
+    assert np.asarray(states.done).tolist() == [False] * 4 + [True]
+    n = 20_000
+    fn = jax.jit(functools.partial(random_rollout_value, env, num_rollouts=n, max_steps=9))
+    got = np.asarray(fn(states, jax.random.key(0)))
+    want = np.array([_random_play_value(m) for m in openings])
+    np.testing.assert_allclose(want[:2], [0.2968254, -0.5], atol=1e-6)  # known: X wins 58.5%, O 28.8%
+    np.testing.assert_allclose(got, want, atol=4 / np.sqrt(n))  # 4 standard errors (|return| <= 1)
+    assert got[-1] == 0.0
+    # a zero step budget plays nothing
+    np.testing.assert_array_equal(random_rollout_value(env, states, jax.random.key(0), num_rollouts=4, max_steps=0), 0)
+
+
+def test_rollouts_evaluate_leaves_a_blind_value_head_cannot():
+    env = jr.make("tic-tac-toe-v0")
+    spec = env.spec
+    model = Uniform(ToyConfig(num_actions=spec.num_actions, vocab_size=spec.vocab_size, max_length=spec.max_length))
+    states = _ttt_states(env, [(4, 0, 8, 2)])  # X to move must block O's 0-1-2 at 1
+    kw = dict(num_simulations=64, top_k=9, max_depth=1, max_num_considered_actions=9)
+    blind = search(model, model.init(None), env, states, jax.random.key(1), **kw)
+    # weight 0: the rollouts are played but ignored, so the search is bit-identical to no rollouts
+    ignored = search(model, model.init(None), env, states, jax.random.key(1), rollouts=8, rollout_weight=0.0, **kw)
+    np.testing.assert_array_equal(ignored.action_weights, blind.action_weights)
+    np.testing.assert_array_equal(ignored.root_value, blind.root_value)
+    q_blind = np.asarray(blind.search_tree.qvalues(jnp.zeros((1,), jnp.int32)))[0]
+    np.testing.assert_array_equal(q_blind, 0.0)  # depth 1, no terminal child, zero value: nothing to go on
+
+    out = search(model, model.init(None), env, states, jax.random.key(1), rollouts=512, rollout_weight=1.0, **kw)
+    assert int(out.action[0]) == 1
+    # each root child's Q is its random-play value for X (slot order is the top-k order of equal logits)
+    slots = np.asarray(out.search_tree.embeddings.slots[0, 0])
+    q = np.asarray(out.search_tree.qvalues(jnp.zeros((1,), jnp.int32)))[0]
+    for slot, move in enumerate(slots):
+        if move >= 0 and int(out.search_tree.children_visits[0, 0, slot]) > 0:
+            assert abs(q[slot] - (-_random_play_value((4, 0, 8, 2, int(move))))) < 0.15, (move, q[slot])
+
+
+def test_agent_act_passes_rollouts_and_depth_to_its_search():
+    env = jr.make("tic-tac-toe-v0")
+    model = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(env.spec, d_model=16, num_heads=2, num_layers=1))
+    agent = jr.Agent(model=model, params=model.init(jax.random.key(0)), env=env)
+    states = _ttt_states(env, [(4, 0, 8, 2)] * 2)
+    kw = dict(method="mcts", num_simulations=64, top_k=9, max_depth=1)
+    # depth 1: an untrained value head cannot see O's threat; 64 random playouts per leaf do (block at 1)
+    acts = agent.act(jax.random.key(3), states, rollouts=64, rollout_weight=1.0, **kw)
+    np.testing.assert_array_equal(acts, [1, 1])
+    assert ("act", "mcts", 64, 9, 0.0, True, 64, 1.0, 1, None) in agent._jitted

@@ -19,6 +19,12 @@ Three things make it work for token MDPs:
 
 The depth is bounded by ``max_depth`` (the path buffer is static); a leaf at the bound is evaluated by
 the value head and never expanded further.
+
+**Rollouts** (optional, AlphaGo's mixed leaf evaluation): with ``rollouts=R > 0`` each new leaf is also
+played out to the end ``R`` times with uniformly random legal tokens (:func:`random_rollout_value`), and
+its value is ``(1 - rollout_weight) * v + rollout_weight * z̄`` (``v`` the value head, ``z̄`` the mean
+rollout return for the leaf's player to move). Cheap for board games, where random play still says
+something about a position; useless for tasks whose random token strings never verify.
 """
 
 from __future__ import annotations
@@ -163,12 +169,49 @@ def _evaluate_full(model, params, state: EnvState):
     return _last(logits, last), _last(values, last)
 
 
-def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evaluation: str, store_states: bool):
+def random_rollout_value(env: TokenEnv, states: EnvState, key: PRNGKey, *, num_rollouts: int, max_steps: int):
+    """Mean return ``[B]`` of `num_rollouts` uniformly random playouts from each of `states` [B].
+
+    The return is the sum of the rewards of ``states.current_player`` until the episode ends (0 for a
+    state already done); a playout still running after `max_steps` tokens counts what it got so far.
+    Pure; the loop stops as soon as every playout has ended.
+    """
+    batch = states.length.shape[0]
+    rep = jax.tree.map(lambda x: jnp.repeat(x, num_rollouts, axis=0), states)
+    player = rep.current_player[:, None]
+
+    def cond(carry):
+        s, _, _, i = carry
+        return (i < max_steps) & ~jnp.all(s.done)
+
+    def body(carry):
+        s, total, key, i = carry
+        key, sub = jax.random.split(key)
+        token = jax.random.categorical(sub, jnp.where(s.legal_action_mask, 0.0, -1e9)).astype(jnp.int32)
+        nxt = jax.vmap(env.step)(s, token)
+        reward = jnp.take_along_axis(nxt.rewards, player, axis=1)[:, 0]
+        return nxt, total + jnp.where(s.done, 0.0, reward), key, i + 1
+
+    total = jnp.zeros((batch * num_rollouts,), jnp.float32)
+    _, total, _, _ = jax.lax.while_loop(cond, body, (rep, total, key, jnp.int32(0)))
+    return total.reshape(batch, num_rollouts).mean(axis=1)
+
+
+def make_recurrent_fn(
+    model,
+    env: TokenEnv,
+    *,
+    top_k: int,
+    max_depth: int,
+    evaluation: str,
+    store_states: bool,
+    rollouts: int = 0,
+    rollout_weight: float = 0.5,
+):
     """The mctx recurrent function ``(shared, key, slot [B], NodeEmbedding [B]) -> (output, child)``."""
     max_pos = model.config.max_length - 1
 
     def recurrent_fn(shared: _Shared, key, action, emb: NodeEmbedding):
-        del key
         # The prefix comes split by layer in the layouts attention reads (LayerSegment): a stacked prefix
         # would be sliced per layer, i.e. the whole loop-invariant K/V copied, in every simulation.
         prefix = shared.prefix
@@ -208,7 +251,11 @@ def make_recurrent_fn(model, env: TokenEnv, *, top_k: int, max_depth: int, evalu
             )
 
         slots, prior = _top_k_slots(logits.astype(jnp.float32), child.legal_action_mask, top_k)
-        value = jnp.where(child.done, 0.0, value.astype(jnp.float32))
+        value = value.astype(jnp.float32)
+        if rollouts:
+            playout = random_rollout_value(env, child, key, num_rollouts=rollouts, max_steps=env.spec.max_length)
+            value = (1.0 - rollout_weight) * value + rollout_weight * playout
+        value = jnp.where(child.done, 0.0, value)
         out = mctx.RecurrentFnOutput(reward=reward, discount=discount, prior_logits=prior, value=value)
         new = NodeEmbedding(slots=slots, path=path, depth=depth, state=child if store_states else None, kv=kv)
         return out, new
@@ -239,6 +286,8 @@ def mcts_policy(
     temperature: float = 1.0,
     rescale_values: bool = True,
     qtransform: Callable | None = None,
+    rollouts: int = 0,
+    rollout_weight: float = 0.5,
 ) -> SearchOutput:
     """Batched token MCTS from `states` (leading axis B); pure, jit it at the call site.
 
@@ -264,6 +313,10 @@ def mcts_policy(
         natural [-1, 1] scale, so small value differences (or an untrained value head's noise) stay small
         instead of being stretched to [0, 1]; recommended for one-player tasks with 0/1 rewards.
       qtransform: an explicit mctx Q transform (overrides `rescale_values`).
+      rollouts: R, uniformly random playouts per new leaf (0: none, the value head alone); the root is
+        evaluated by the network only.
+      rollout_weight: the rollouts' share λ of a leaf's value, ``(1-λ)·v + λ·mean(rollout returns)``
+        (1: rollouts only, as in plain UCT; 0.5 as in AlphaGo).
 
     Returns:
       ``SearchOutput(action [B] token ids, action_weights [B, A], root_value [B], search_tree)``;
@@ -273,6 +326,8 @@ def mcts_policy(
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if evaluation not in EVALUATIONS:
         raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
+    if int(rollouts) < 0 or not 0.0 <= float(rollout_weight) <= 1.0:
+        raise ValueError(f"rollouts must be >= 0 and rollout_weight in [0, 1], got {rollouts}, {rollout_weight}")
     if int(num_simulations) < 1 or int(max_depth) < 1 or int(top_k) < 1:
         raise ValueError(
             f"num_simulations, max_depth and top_k must be >= 1, got {num_simulations}, {max_depth}, {top_k}"
@@ -311,7 +366,14 @@ def mcts_policy(
     )
     shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
     recurrent_fn = make_recurrent_fn(
-        model, env, top_k=k, max_depth=depth_bound, evaluation=evaluation, store_states=store_states
+        model,
+        env,
+        top_k=k,
+        max_depth=depth_bound,
+        evaluation=evaluation,
+        store_states=store_states,
+        rollouts=int(rollouts),
+        rollout_weight=float(rollout_weight),
     )
     common = dict(
         params=shared,

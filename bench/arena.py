@@ -57,6 +57,7 @@ def play(
     rollouts: int = 0,
     rollout_weight: float = 0.5,
     max_depth: int = 6,
+    algorithm: str = "gumbel",
 ) -> dict:
     # the arena's own games: `opening_moves` random moves before the agent and opponent take over
     env = make(agent.env.spec.env_id, random_opening_moves=opening_moves)
@@ -82,6 +83,7 @@ def play(
             rollouts=rollouts,
             rollout_weight=rollout_weight,
             max_depth=max_depth,
+            algorithm=algorithm,
         )
         mine = np.asarray(mine)
         tokens, length = np.asarray(states.tokens), np.asarray(states.length)
@@ -122,6 +124,7 @@ def main(argv=None) -> int:
     p.add_argument("--rollouts", type=int, default=0, help="agent MCTS: random playouts per leaf (0: value head only)")
     p.add_argument("--rollout_weight", type=float, default=0.5, help="agent MCTS: rollouts' share of a leaf's value")
     p.add_argument("--max_depth", type=int, default=6, help="agent MCTS: depth bound of the search tree")
+    p.add_argument("--algorithm", choices=("gumbel", "muzero"), default="gumbel", help="agent MCTS algorithm")
     p.add_argument(
         "--untrained",
         action="store_true",
@@ -149,6 +152,7 @@ def main(argv=None) -> int:
         rollouts=args.rollouts,
         rollout_weight=args.rollout_weight,
         max_depth=args.max_depth,
+        algorithm=args.algorithm,
     )
     print(
         json.dumps(
@@ -165,6 +169,7 @@ def main(argv=None) -> int:
                 "rollouts": args.rollouts,
                 "rollout_weight": args.rollout_weight,
                 "max_depth": args.max_depth,
+                "algorithm": args.algorithm,
                 "wall_s": round(time.time() - t0, 1),
                 **result,
             }

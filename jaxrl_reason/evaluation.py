@@ -77,32 +77,21 @@ class Agent:
         rollouts: int = 0,
         rollout_weight: float = 0.5,
         max_depth: int = 6,
+        algorithm: str = "gumbel",
     ) -> jax.Array:
         """Actions ``[B]`` for a batch of states: search (``"mcts"``), ``"greedy"`` or ``"sample"``.
 
         `rescale_values` (MCTS Q rescaling, see :func:`jaxrl_reason.mcts_policy`) defaults to the
         setting the agent was trained with. `rollouts` / `rollout_weight`: random playouts mixed into
-        each leaf's value (board games); `max_depth`: the search tree's depth bound (see
-        :func:`jaxrl_reason.mcts_policy`).
+        each leaf's value (board games); `max_depth`: the search tree's depth bound; `algorithm`:
+        ``"gumbel"`` or ``"muzero"`` (PUCT; greedy play then takes the most visited move). See
+        :func:`jaxrl_reason.mcts_policy`.
         """
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if rescale_values is None:
             rescale_values = self.rescale_values
-        fn = self._fn(
-            (
-                "act",
-                method,
-                num_simulations,
-                top_k,
-                temperature,
-                rescale_values,
-                rollouts,
-                rollout_weight,
-                max_depth,
-                self.mesh,
-            ),
-            self._make_act,
+        args = (
             method,
             num_simulations,
             top_k,
@@ -111,7 +100,9 @@ class Agent:
             rollouts,
             rollout_weight,
             max_depth,
+            algorithm,
         )
+        fn = self._fn(("act", *args, self.mesh), self._make_act, *args)
         return fn(self.params, states, key)
 
     @property
@@ -122,7 +113,16 @@ class Agent:
         return bool(self.config.selfplay.get("rescale_values", True))
 
     def _make_act(
-        self, method, num_simulations, top_k, temperature, rescale_values, rollouts, rollout_weight, max_depth
+        self,
+        method,
+        num_simulations,
+        top_k,
+        temperature,
+        rescale_values,
+        rollouts,
+        rollout_weight,
+        max_depth,
+        algorithm,
     ):
         from jaxrl_reason.search import mcts_policy
 
@@ -143,6 +143,7 @@ class Agent:
                     rollouts=rollouts,
                     rollout_weight=rollout_weight,
                     max_depth=max_depth,
+                    algorithm=algorithm,
                 )
                 action = out.action if temperature else jnp.argmax(out.action_weights, -1)
                 return action[0].astype(jnp.int32)

@@ -69,6 +69,10 @@ def base_config() -> ml_collections.ConfigDict:
     # Value target (1 - m) * outcome + m * the search's root value (lower variance); m > 0 keeps the root
     # values in the replay, so a run's m must stay 0 or > 0 across resumes (warm-start with init.* instead).
     c.selfplay.value_target_mix = 0.0
+    # Random playouts per new leaf of the search, mixed into its value: (1 - w) * value head + w * mean
+    # playout return (AlphaGo; board games only: random token strings never verify). 0 = value head only.
+    c.selfplay.rollouts = 0
+    c.selfplay.rollout_weight = 0.5
 
     # GRPO / RLOO (algorithm="grpo" | "rloo"): G sampled responses per problem, group advantages, PPO clipping.
     c.rl = ml_collections.ConfigDict()
@@ -303,6 +307,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"selfplay.value_target_mix must be in [0, 1], got {config.selfplay.value_target_mix}")
     if config.init.step < -1:
         raise ConfigError(f"init.step must be a checkpoint step or -1 (the latest), got {config.init.step}")
+    if config.selfplay.rollouts < 0 or not 0.0 <= config.selfplay.rollout_weight <= 1.0:
+        raise ConfigError(
+            "selfplay.rollouts must be >= 0 and selfplay.rollout_weight in [0, 1], got "
+            f"{config.selfplay.rollouts}, {config.selfplay.rollout_weight}"
+        )
     if config.selfplay.temperature < 0:
         raise ConfigError(f"selfplay.temperature must be >= 0, got {config.selfplay.temperature}")
     _validate_rl(config)

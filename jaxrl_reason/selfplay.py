@@ -28,6 +28,8 @@ def selfplay(
     temperature: float = 1.0,
     rescale_values: bool = True,
     num_steps: int | None = None,
+    rollouts: int = 0,
+    rollout_weight: float = 0.5,
 ) -> Trajectory:
     """Plays a batch of episodes to the end with a search at every step.
 
@@ -35,7 +37,7 @@ def selfplay(
       model, params: the policy-value network.
       env: a token env; `states` a batch ``[B]`` of its states.
       key: PRNG key (consumed).
-      num_simulations, top_k, algorithm, max_depth, rescale_values: passed to
+      num_simulations, top_k, algorithm, max_depth, rescale_values, rollouts, rollout_weight: passed to
         :func:`jaxrl_reason.mcts_policy`.
       temperature: 0 plays the argmax of π; otherwise the action is sampled from ``π^(1/temperature)``
         (with Gumbel search and temperature 1, the search's own Gumbel-selected action).
@@ -60,6 +62,8 @@ def selfplay(
             algorithm=algorithm,
             max_depth=max_depth,
             rescale_values=rescale_values,
+            rollouts=rollouts,
+            rollout_weight=rollout_weight,
         )
         weights = out.action_weights
         log_w = jnp.log(jnp.where(weights > 0, weights, 1e-30))

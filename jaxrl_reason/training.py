@@ -190,6 +190,8 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
                 max_depth=sp.max_depth,
                 temperature=sp.temperature,
                 rescale_values=sp.rescale_values,
+                rollouts=sp.rollouts,
+                rollout_weight=sp.rollout_weight,
             )
             return jax.tree.map(lambda x: x[0], traj)
 

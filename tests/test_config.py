@@ -49,6 +49,8 @@ def test_overrides_are_parsed_by_type_and_config_is_locked(config_file):
         ("eval.method=beam", r"'eval.method' must be one of"),
         ("sft.steps=50", r"sft.steps must be in \[0, total_steps=10\]"),
         ("optim=1", r"expects a group of keys"),
+        ("selfplay.rollouts=-1", r"selfplay.rollouts must be >= 0 and selfplay.rollout_weight in \[0, 1\], got -1"),
+        ("selfplay.rollout_weight=1.5", r"selfplay.rollout_weight in \[0, 1\], got 0, 1.5"),
     ],
 )
 def test_bad_overrides_give_one_clear_error(config_file, override, message):

@@ -391,3 +391,26 @@ def test_agent_act_passes_rollouts_and_depth_to_its_search():
     # PUCT too: greedy play takes the most visited move
     acts = agent.act(jax.random.key(3), states, rollouts=64, rollout_weight=1.0, algorithm="muzero", **kw)
     np.testing.assert_array_equal(acts, [1, 1])
+
+
+def test_selfplay_search_targets_use_the_rollouts():
+    from jaxrl_reason.selfplay import selfplay
+
+    env = jr.make("tic-tac-toe-v0")
+    spec = env.spec
+    model = Uniform(ToyConfig(num_actions=spec.num_actions, vocab_size=spec.vocab_size, max_length=spec.max_length))
+    states = _ttt_states(env, [(4, 0, 8, 2)] * 2)
+    play = jax.jit(
+        functools.partial(
+            selfplay, model, env=env, num_simulations=64, top_k=9, max_depth=1, temperature=0.0, num_steps=1
+        ),
+        static_argnames=("rollouts", "rollout_weight"),
+    )
+    blind = play(model.init(None), states=states, key=jax.random.key(0))
+    seen = play(model.init(None), states=states, key=jax.random.key(0), rollouts=64, rollout_weight=1.0)
+    # the recorded search policy (the training target) favours the block only with rollouts
+    legal = np.array([1, 3, 5, 6, 7])
+    np.testing.assert_allclose(np.asarray(blind.policy[:, 0])[:, legal], 0.2, atol=1e-6)  # no information
+    pi = np.asarray(seen.policy[:, 0])
+    assert (pi[:, 1] > 0.3).all() and (pi[:, 1] > np.delete(pi, 1, axis=1).max(-1)).all(), pi
+    np.testing.assert_array_equal(seen.actions[:, 0], [1, 1])

@@ -91,18 +91,17 @@ class Agent:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if rescale_values is None:
             rescale_values = self.rescale_values
-        args = (
-            method,
-            num_simulations,
-            top_k,
-            temperature,
-            rescale_values,
-            rollouts,
-            rollout_weight,
-            max_depth,
-            algorithm,
+        search = dict(
+            num_simulations=num_simulations,
+            top_k=top_k,
+            rescale_values=rescale_values,
+            rollouts=rollouts,
+            rollout_weight=rollout_weight,
+            max_depth=max_depth,
+            algorithm=algorithm,
         )
-        fn = self._fn(("act", *args, self.mesh), self._make_act, *args)
+        options = tuple(search.items()) if method == "mcts" else ()  # only a search has options
+        fn = self._fn(("act", method, temperature, options, self.mesh), self._make_act, method, temperature, options)
         return fn(self.params, states, key)
 
     @property
@@ -112,18 +111,7 @@ class Agent:
             return True
         return bool(self.config.selfplay.get("rescale_values", True))
 
-    def _make_act(
-        self,
-        method,
-        num_simulations,
-        top_k,
-        temperature,
-        rescale_values,
-        rollouts,
-        rollout_weight,
-        max_depth,
-        algorithm,
-    ):
+    def _make_act(self, method, temperature, options):
         from jaxrl_reason.search import mcts_policy
 
         model, env = self.model, self.env
@@ -131,20 +119,7 @@ class Agent:
         def act_one(params, state, key):  # one example: a search or a forward of batch 1
             states = jax.tree.map(lambda x: x[None], state)
             if method == "mcts":
-                out = mcts_policy(
-                    model,
-                    params,
-                    env,
-                    states,
-                    key,
-                    num_simulations=num_simulations,
-                    top_k=top_k,
-                    rescale_values=rescale_values,
-                    rollouts=rollouts,
-                    rollout_weight=rollout_weight,
-                    max_depth=max_depth,
-                    algorithm=algorithm,
-                )
+                out = mcts_policy(model, params, env, states, key, **dict(options))
                 action = out.action if temperature else jnp.argmax(out.action_weights, -1)
                 return action[0].astype(jnp.int32)
             pos = states.length - 1

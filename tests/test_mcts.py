@@ -387,7 +387,16 @@ def test_agent_act_passes_rollouts_and_depth_to_its_search():
     # depth 1: an untrained value head cannot see O's threat; 64 random playouts per leaf do (block at 1)
     acts = agent.act(jax.random.key(3), states, rollouts=64, rollout_weight=1.0, **kw)
     np.testing.assert_array_equal(acts, [1, 1])
-    assert ("act", "mcts", 64, 9, 0.0, True, 64, 1.0, 1, "gumbel", None) in agent._jitted
+    [(_, _, _, options, _)] = agent._jitted
+    assert dict(options) == dict(
+        num_simulations=64,
+        top_k=9,
+        rescale_values=True,
+        rollouts=64,
+        rollout_weight=1.0,
+        max_depth=1,
+        algorithm="gumbel",
+    )
     # PUCT too: greedy play takes the most visited move
     acts = agent.act(jax.random.key(3), states, rollouts=64, rollout_weight=1.0, algorithm="muzero", **kw)
     np.testing.assert_array_equal(acts, [1, 1])

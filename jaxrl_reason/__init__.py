@@ -36,7 +36,7 @@ from jaxrl_reason.evaluation import Agent, evaluate
 from jaxrl_reason.models import KVCache, LayerSegment, PolicyValueTransformer, TransformerConfig, rollout
 from jaxrl_reason.parallel import make_mesh
 from jaxrl_reason.prm_training import fit_prm
-from jaxrl_reason.search import DecodeResult, decode, mcts_policy
+from jaxrl_reason.search import DecodeResult, decode, mcts_policy, random_rollout_value
 from jaxrl_reason.selfplay import selfplay
 from jaxrl_reason.training import TrainState, train
 from jaxrl_reason.ttc import sweep as ttc_sweep
@@ -82,6 +82,7 @@ __all__ = [
     "make_mesh",
     "mc_labels",
     "mcts_policy",
+    "random_rollout_value",
     "policy_gradient_loss",
     "read_problems",
     "register",

@@ -337,21 +337,21 @@ def _ttt_states(env, openings):
 
 
 def test_random_rollout_value_matches_the_exact_random_play_expectation():
-    from jaxrl_reason.search.mcts import random_rollout_value
-
     env = jr.make("tic-tac-toe-v0")
     openings = [(), (4,), (4, 0, 3), (4, 0, 8, 2), (0, 3, 1, 4, 2)]  # the last one is over (X won)
     states = _ttt_states(env, openings)
     assert np.asarray(states.done).tolist() == [False] * 4 + [True]
     n = 20_000
-    fn = jax.jit(functools.partial(random_rollout_value, env, num_rollouts=n, max_steps=9))
+    fn = jax.jit(functools.partial(jr.random_rollout_value, env, num_rollouts=n, max_steps=9))
     got = np.asarray(fn(states, jax.random.key(0)))
     want = np.array([_random_play_value(m) for m in openings])
     np.testing.assert_allclose(want[:2], [0.2968254, -0.5], atol=1e-6)  # known: X wins 58.5%, O 28.8%
     np.testing.assert_allclose(got, want, atol=4 / np.sqrt(n))  # 4 standard errors (|return| <= 1)
     assert got[-1] == 0.0
     # a zero step budget plays nothing
-    np.testing.assert_array_equal(random_rollout_value(env, states, jax.random.key(0), num_rollouts=4, max_steps=0), 0)
+    np.testing.assert_array_equal(
+        jr.random_rollout_value(env, states, jax.random.key(0), num_rollouts=4, max_steps=0), 0
+    )
 
 
 def test_rollouts_evaluate_leaves_a_blind_value_head_cannot():

@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench.players import mcts_move, ttt_optimal_moves
-from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.envs.registry import make
-from jaxrl_reason.evaluation import Agent
+from jaxrl_reason.run.agent import Agent
+from jaxrl_reason.run.checkpoint import Checkpointer
 
 _GAME_NAMES = {"tic-tac-toe-v0": "tic_tac_toe", "connect-four-v0": "connect_four"}
 
@@ -75,16 +75,14 @@ def play(
         done = np.asarray(states.done)
         if done.all():
             break
-        mine = agent.act(
-            jax.random.fold_in(key, t),
-            states,
-            method=method,
+        search = dict(
             num_simulations=num_simulations,
             rollouts=rollouts,
             rollout_weight=rollout_weight,
             max_depth=max_depth,
             algorithm=algorithm,
         )
+        mine = agent.act(jax.random.fold_in(key, t), states, method=method, **(search if method == "mcts" else {}))
         mine = np.asarray(mine)
         tokens, length = np.asarray(states.tokens), np.asarray(states.length)
         player, legal = np.asarray(states.current_player), np.asarray(states.legal_action_mask)

@@ -29,8 +29,8 @@ import jax  # noqa: E402
 
 import jaxrl_reason as jr  # noqa: E402
 from jaxrl_reason.config import base_config  # noqa: E402
-from jaxrl_reason.evaluation import heldout_problems  # noqa: E402
-from jaxrl_reason.training import build_model  # noqa: E402
+from jaxrl_reason.problems import heldout_problems  # noqa: E402
+from jaxrl_reason.training.state import build_model  # noqa: E402
 
 
 def _agent(args):
@@ -63,7 +63,9 @@ def main(argv=None) -> int:
         "problems": len(problems),
     }
     for method in ("greedy", "mcts"):
-        kw = dict(method=method, num_simulations=args.simulations, top_k=8, batch_size=len(problems))
+        kw = dict(method=method, batch_size=len(problems))
+        if method == "mcts":
+            kw["search"] = jr.SearchConfig(num_simulations=args.simulations, top_k=8, gumbel_scale=0.0)
         times: dict = {"one_device": [], "mesh": []}
         results = {}
         for _ in range(args.repeats + 1):  # the first round compiles

@@ -29,16 +29,11 @@ import jax  # noqa: E402
 
 from jaxrl_reason import parallel  # noqa: E402
 from jaxrl_reason.config import base_config, load_config  # noqa: E402
-from jaxrl_reason.data import demonstration_set, run_problem_sets  # noqa: E402
 from jaxrl_reason.envs.registry import make  # noqa: E402
-from jaxrl_reason.training import (  # noqa: E402
-    build_model,
-    build_optimizer,
-    init_state,
-    is_reasoning_task,
-    make_train_fns,
-    sft_batch,
-)
+from jaxrl_reason.problems import demonstration_set, run_problem_sets  # noqa: E402
+from jaxrl_reason.training.imitation import sft_batch  # noqa: E402
+from jaxrl_reason.training.loop import make_train_fns  # noqa: E402
+from jaxrl_reason.training.state import build_model, build_optimizer, init_state, is_reasoning_task  # noqa: E402
 
 
 def bench_config(quick: bool, num_episodes: int | None = None, path: str | None = None):
@@ -76,9 +71,9 @@ def measure(config, env, model, tx, data, devices, repeats: int) -> dict:
         return state, m
 
     def iteration(state):
-        state, m = fns.selfplay_iteration(state)
+        state, m = fns.collect(state)
         for _ in range(sp.updates_per_iteration):
-            state, m = fns.rl_update(state)
+            state, m = fns.update(state)
         return state, m
 
     out = {"mesh": dict(mesh.shape)}
@@ -98,7 +93,7 @@ def measure(config, env, model, tx, data, devices, repeats: int) -> dict:
         c1 = os.times()  # CPU seconds used per wall second: how many cores this mesh keeps busy
         cores.append((c1.user - c.user + c1.system - c.system) / (time.perf_counter() - t))
         t = time.perf_counter()
-        state, m = fns.selfplay_iteration(state)
+        state, m = fns.collect(state)
         jax.block_until_ready((state, m))
         best_sp = min(best_sp, time.perf_counter() - t)
         if data is not None:

@@ -1,11 +1,12 @@
 """Process set-up that must happen before jax is imported (no jax import here).
 
-``python -m jaxrl_reason.train`` (or ``.evaluate``) on a CPU-only machine: one JAX CPU device keeps only one core busy,
-while 8 fake CPU devices (``--xla_force_host_platform_device_count=8``) with the batch sharded over the
-``data`` mesh axis use them all (docs/BENCHMARKS.md). The flag only shapes the CPU host platform, so it
-is harmless where a GPU/TPU is the default backend. It is added only when the user has not set
-``XLA_FLAGS`` and ``JAX_PLATFORMS`` does not exclude the CPU; ``JAXRL_REASON_CPU_DEVICES=N`` changes N
-(``1`` turns it off).
+The command lines (``python -m jaxrl_reason.train``, ``.evaluate``, ``.prm_fit``) call
+:func:`set_default_cpu_devices` before they import anything that imports jax: on a CPU-only machine one
+JAX CPU device keeps only one core busy, while 8 fake CPU devices (``--xla_force_host_platform_device_count=8``)
+with the batch sharded over the ``data`` mesh axis use them all (docs/BENCHMARKS.md). The flag only shapes
+the CPU host platform, so it is harmless where a GPU/TPU is the default backend. It is added only when the
+user has not set ``XLA_FLAGS`` and ``JAX_PLATFORMS`` does not exclude the CPU; ``JAXRL_REASON_CPU_DEVICES=N``
+changes N (``1`` turns it off). Importing ``jaxrl_reason`` as a library changes nothing.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ import sys
 
 CPU_DEVICES_ENV = "JAXRL_REASON_CPU_DEVICES"
 DEFAULT_CPU_DEVICES = 8
-_ENTRY_MODULES = ("jaxrl_reason.train", "jaxrl_reason.evaluate")
-_ENTRY_SCRIPTS = ("scripts/train.py", "scripts/evaluate.py")
 
 
 def set_default_cpu_devices(environ=None) -> bool:
@@ -32,13 +31,3 @@ def set_default_cpu_devices(environ=None) -> bool:
         return False
     environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
     return True
-
-
-def started_as_cli(argv=None) -> bool:
-    """Whether this interpreter runs the training or evaluation command line (``python -m jaxrl_reason.train``,
-    ``python -m jaxrl_reason.evaluate`` or their ``scripts/`` wrappers); asked from the package import, which
-    comes before the entry module's own code."""
-    argv = list(getattr(sys, "orig_argv", []) if argv is None else argv)
-    if any(a == "-m" and i + 1 < len(argv) and argv[i + 1] in _ENTRY_MODULES for i, a in enumerate(argv)):
-        return True
-    return bool(sys.argv) and sys.argv[0].replace(os.sep, "/").endswith(_ENTRY_SCRIPTS)

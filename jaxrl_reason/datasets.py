@@ -152,10 +152,3 @@ def _py(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _py(v) for k, v in x.items()}
     return x
-
-
-def write_heldout(env, config, name: str, *, data_dir: str | os.PathLike, split: str = "test") -> str:
-    """Writes a run's held-out problems (sampled from ``config.seed``, disjoint from its SFT set) as TFDS."""
-    from jaxrl_reason.evaluation import heldout_problems
-
-    return write_problems(heldout_problems(env, config), name, data_dir=data_dir, split=split)

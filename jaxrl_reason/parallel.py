@@ -149,7 +149,7 @@ def opt_state_shardings(tx, opt_state: Any, params_sharding: Any, mesh: Mesh) ->
 def state_shardings(state: Any, model, tx, mesh: Mesh) -> Any:
     """Shardings of a :class:`~jaxrl_reason.training.TrainState` (real or abstract).
 
-    params / opt_state over ``fsdp``; replay over ``data`` (leading axis); step, key, counters replicated.
+    params / opt_state over ``fsdp``; the algorithm buffer over ``data`` (leading axis); step, key, counters replicated.
     """
     params = param_shardings(model, state.params, mesh)
     rep = replicated(mesh)
@@ -158,8 +158,8 @@ def state_shardings(state: Any, model, tx, mesh: Mesh) -> Any:
         opt_state=opt_state_shardings(tx, state.opt_state, params, mesh),
         step=rep,
         key=rep,
-        replay=batch_sharding(state.replay, mesh),
-        replay_count=rep,
+        buffer=batch_sharding(state.buffer, mesh),
+        buffer_count=rep,
         ref_params=None if state.ref_params is None else params,  # GRPO/RLOO's frozen reference: like params
     )
 
@@ -185,15 +185,6 @@ def host_batch_to_global(batch: Any, shardings: Any) -> Any:
     )
 
 
-def process_local_to_global(local_batch: Any, mesh: Mesh) -> Any:
-    """Global arrays from each process's own rows (leading axis), concatenated in process order."""
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(NamedSharding(mesh, P("data")), np.asarray(x)),
-        local_batch,
-    )
-
-
-# -- multi-host --------------------------------------------------------------------------------------
 def distributed_requested(config=None) -> bool:
     """Whether the config (``distributed.coordinator_address`` or ``distributed.enabled``) or the env asks
     for :func:`jax.distributed.initialize`."""
@@ -228,11 +219,6 @@ def maybe_initialize_distributed(config=None) -> bool:
     return True
 
 
-def is_main_process() -> bool:
-    return jax.process_index() == 0
-
-
-# -- compiling the training loop's functions ------------------------------------------------------------
 def init_sharded(init_fn, mesh: Mesh, model, tx) -> Any:
     """Runs ``init_fn() -> TrainState`` under jit with the state's shardings as outputs (no host copy)."""
     abstract = jax.eval_shape(init_fn)
@@ -292,3 +278,10 @@ def map_examples(fn, mesh: Mesh | None, shared: Any, *batch: Any) -> Any:
         out_specs=spec,
         check_vma=False,
     )(shared, *batch)
+
+
+def gathered(tree: Any, mesh: Mesh | None) -> Any:
+    """Results replicated on every device of `mesh` (every process can read them; they are small)."""
+    if mesh is None:
+        return tree
+    return jax.lax.with_sharding_constraint(tree, replicated(mesh))

@@ -1,11 +1,15 @@
-"""Command line of PRM fitting: ``python -m jaxrl_reason.prm_fit --workdir DIR [--num_rollouts 8] [--steps 300]``.
+"""Command line: ``python -m jaxrl_reason.prm_fit ...`` (fit a process reward model to a run).
 
-The implementation (``jr.fit_prm``) is in :mod:`jaxrl_reason.prm_training`.
+On a CPU the command uses 8 fake CPU devices (one mesh over all cores) unless ``XLA_FLAGS`` is set: the flag
+is set here, before jax is first imported (:mod:`jaxrl_reason._xla_setup`).
 """
 
 import sys
 
-from jaxrl_reason.prm_training import main
+from jaxrl_reason import _xla_setup
 
 if __name__ == "__main__":
+    _xla_setup.set_default_cpu_devices()
+    from jaxrl_reason.evaluation.prm_fit import main  # after the device flag: this import brings in jax
+
     sys.exit(main())

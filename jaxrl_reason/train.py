@@ -1,14 +1,15 @@
-"""Command line of the main job: ``python -m jaxrl_reason.train --config FILE --workdir DIR [--config.k=v]``.
+"""Command line: ``python -m jaxrl_reason.train ...`` (the main job: imitation, then RL).
 
-The implementation (and the importable :func:`jaxrl_reason.training.train`) is in
-:mod:`jaxrl_reason.training`. On a CPU the run uses 8 fake CPU devices (one mesh over all cores) unless
-``XLA_FLAGS`` is set; the flag is set by the package import (:mod:`jaxrl_reason._xla_setup`), which runs
-before this module and before jax is imported.
+On a CPU the command uses 8 fake CPU devices (one mesh over all cores) unless ``XLA_FLAGS`` is set: the flag
+is set here, before jax is first imported (:mod:`jaxrl_reason._xla_setup`).
 """
 
 import sys
 
-from jaxrl_reason.training import main
+from jaxrl_reason import _xla_setup
 
 if __name__ == "__main__":
+    _xla_setup.set_default_cpu_devices()
+    from jaxrl_reason.training.cli import main  # after the device flag: this import brings in jax
+
     sys.exit(main())

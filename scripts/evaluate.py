@@ -3,7 +3,7 @@
 
 import sys
 
-from jaxrl_reason.evaluation import main
+from jaxrl_reason.evaluation.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

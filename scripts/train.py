@@ -3,7 +3,7 @@
 
 import sys
 
-from jaxrl_reason.training import main
+from jaxrl_reason.training.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

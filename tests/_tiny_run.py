@@ -11,7 +11,7 @@ from tests.test_train import tiny_config
 @functools.lru_cache(maxsize=1)
 def tiny_run() -> str:
     """A workdir with a 6-step SFT run of 1-digit addition (a real checkpoint)."""
-    from jaxrl_reason.training import train
+    from jaxrl_reason.training.loop import train
 
     workdir = tempfile.mkdtemp(prefix="jaxrl_reason_tiny_run_")
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)

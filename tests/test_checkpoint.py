@@ -12,7 +12,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxrl_reason.checkpoint import Checkpointer
+from jaxrl_reason.run.checkpoint import Checkpointer
 
 
 def _state(seed: int, n: int = 64):
@@ -63,7 +63,7 @@ def test_kill_during_write_leaves_previous_checkpoint_restorable(tmp_path):
         import os, signal, sys
         sys.path.insert(0, {os.getcwd()!r})
         import jax, jax.numpy as jnp
-        from jaxrl_reason.checkpoint import Checkpointer
+        from jaxrl_reason.run.checkpoint import Checkpointer
         ck = Checkpointer({str(tmp_path)!r})
         ck.save(1, {{"w": jnp.ones((64, 64))}}, {{"step": 1}})
         ck.wait()

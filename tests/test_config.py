@@ -3,7 +3,7 @@
 import pytest
 
 from jaxrl_reason.config import ConfigError, base_config, load_config
-from jaxrl_reason.training import parse_args
+from jaxrl_reason.training.cli import parse_args
 
 
 @pytest.fixture

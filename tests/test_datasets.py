@@ -8,13 +8,16 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrl_reason.checkpoint import Checkpointer
-from jaxrl_reason.datasets import read_problems, write_heldout, write_problems
+from jaxrl_reason.datasets import read_problems, write_problems
 from jaxrl_reason.envs.adapters.host import HostVerifiedTask
 from jaxrl_reason.envs.registry import make
-from jaxrl_reason.evaluation import Agent, evaluate, heldout_problems
-from jaxrl_reason.evaluation import main as evaluate_main
-from jaxrl_reason.training import _meta, build_model, build_optimizer, init_state
+from jaxrl_reason.evaluation.cli import main as evaluate_main
+from jaxrl_reason.evaluation.heldout import evaluate
+from jaxrl_reason.problems import heldout_problems, write_heldout
+from jaxrl_reason.run.agent import Agent
+from jaxrl_reason.run.checkpoint import Checkpointer
+from jaxrl_reason.training.state import build_model, build_optimizer, init_state
+from jaxrl_reason.training.warm_start import run_meta as _meta
 
 from .test_train import tiny_config
 

@@ -10,11 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl_reason.algorithms.distill import distill_loss, distillation_set
-from jaxrl_reason.data import run_problem_sets
+from jaxrl_reason.algorithms.distill import distill_loss
 from jaxrl_reason.envs.registry import make
-from jaxrl_reason.evaluation import Agent
-from jaxrl_reason.training import build_model, train
+from jaxrl_reason.problems import run_problem_sets
+from jaxrl_reason.run.agent import Agent
+from jaxrl_reason.training.imitation import distillation_set
+from jaxrl_reason.training.loop import train
+from jaxrl_reason.training.state import build_model
 from tests._tiny_run import tiny_run
 from tests.test_train import tiny_config
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from jaxrl_reason.algorithms.grpo import group_advantages, k3_kl, policy_gradient_loss
-from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.config import ConfigError, validate
-from jaxrl_reason.training import train
+from jaxrl_reason.run.checkpoint import Checkpointer
+from jaxrl_reason.training.loop import train
 from tests.test_train import _assert_same, _params, tiny_config
 
 
@@ -101,11 +101,11 @@ def test_grpo_run_resumes_bit_exactly(tmp_path):
     _assert_same(params_a, params_b)
     s8a, s8b = _raw_state(a, 8), _raw_state(b, 8)
     _assert_same(s8a["ref_params"], s8b["ref_params"])
-    _assert_same(s8a["replay"], s8b["replay"])
+    _assert_same(s8a["buffer"], s8b["buffer"])
     # the reference was frozen at the first RL step (after SFT), so it is neither the init nor the final params
     ref, init = s8a["ref_params"], _raw_state(a, 4)["params"]
     assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(ref), jax.tree.leaves(params_a), strict=True))
-    adv = np.asarray(s8a["replay"]["advantages"]).reshape(2, 4)
+    adv = np.asarray(s8a["buffer"]["advantages"]).reshape(2, 4)
     np.testing.assert_allclose(adv.mean(1), 0.0, atol=1e-5)  # group-normalized
     del init
 

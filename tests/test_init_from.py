@@ -10,8 +10,10 @@ import pytest
 
 from jaxrl_reason.config import ConfigError, load_config
 from jaxrl_reason.envs.registry import make
-from jaxrl_reason.evaluation import Agent
-from jaxrl_reason.training import build_model, build_optimizer, init_params_from, init_state, train
+from jaxrl_reason.run.agent import Agent
+from jaxrl_reason.training.loop import train
+from jaxrl_reason.training.state import build_model, build_optimizer, init_state
+from jaxrl_reason.training.warm_start import init_params_from
 from tests._tiny_run import tiny_run
 from tests.test_train import tiny_config
 

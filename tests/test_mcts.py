@@ -403,7 +403,7 @@ def test_agent_act_passes_rollouts_and_depth_to_its_search():
 
 
 def test_selfplay_search_targets_use_the_rollouts():
-    from jaxrl_reason.selfplay import selfplay
+    from jaxrl_reason.search.selfplay import selfplay
 
     env = jr.make("tic-tac-toe-v0")
     spec = env.spec

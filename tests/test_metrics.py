@@ -5,7 +5,7 @@ import os
 
 import matplotlib.image
 
-from jaxrl_reason.metrics import MetricsWriter, plot_learning_curves, read_metrics
+from jaxrl_reason.run.metrics import MetricsWriter, plot_learning_curves, read_metrics
 
 
 def _write(workdir, records):

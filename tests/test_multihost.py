@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrl_reason.checkpoint import Checkpointer
-from jaxrl_reason.training import KILL_AT_STEP_ENV, train
+from jaxrl_reason.run.checkpoint import Checkpointer
+from jaxrl_reason.training.loop import KILL_AT_STEP_ENV, train
 
 from .test_train import tiny_config
 
@@ -26,7 +26,7 @@ os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 sys.path.insert(0, {root!r})
 from tests.test_multihost import multihost_config
 selfplay = sys.argv[4] == "1"
-from jaxrl_reason.training import train
+from jaxrl_reason.training.loop import train
 process_id, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 config = multihost_config(selfplay)
 config.distributed.coordinator_address = "127.0.0.1:" + port
@@ -114,7 +114,7 @@ def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path, s
     def final_params(w):
         with Checkpointer(w) as ck:
             assert ck.all_steps() == [2, 4]
-            from jaxrl_reason.evaluation import Agent
+            from jaxrl_reason.run.agent import Agent
 
             return jax.device_get(Agent.load(str(w)).params)
 

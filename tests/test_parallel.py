@@ -9,9 +9,11 @@ from jax.sharding import PartitionSpec as P
 
 from jaxrl_reason import parallel
 from jaxrl_reason.config import ConfigError, base_config, validate
-from jaxrl_reason.data import demonstration_set, run_problem_sets
 from jaxrl_reason.envs.registry import make
-from jaxrl_reason.training import build_model, build_optimizer, init_state, make_train_fns, sft_batch
+from jaxrl_reason.problems import demonstration_set, run_problem_sets
+from jaxrl_reason.training.imitation import sft_batch
+from jaxrl_reason.training.loop import make_train_fns
+from jaxrl_reason.training.state import build_model, build_optimizer, init_state
 
 from .test_train import tiny_config
 
@@ -105,12 +107,12 @@ def test_sharded_iteration_matches_one_device(reference, shape):
         assert mlp_in.addressable_shards[0].data.shape == (32 // fsdp, 64)
     adam_mu = state.opt_state[1][0].mu["layer_0"]["mlp_in"]
     assert adam_mu.sharding.spec == mlp_in.sharding.spec
-    assert state.replay["tokens"].sharding.spec == P("data")
-    assert state.replay["tokens"].addressable_shards[0].data.shape[0] == state.replay["tokens"].shape[0] // data
+    assert state.buffer["tokens"].sharding.spec == P("data")
+    assert state.buffer["tokens"].addressable_shards[0].data.shape[0] == state.buffer["tokens"].shape[0] // data
     # same numbers as one device (self-play played the same episodes: same returns and lengths)
     assert metrics["selfplay_length"] == ref_metrics["selfplay_length"]
     np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-5)
-    np.testing.assert_array_equal(np.asarray(state.replay["tokens"]), ref_state.replay["tokens"])
+    np.testing.assert_array_equal(np.asarray(state.buffer["tokens"]), ref_state.buffer["tokens"])
     for a, b in zip(jax.tree.leaves(jax.device_get(state.params)), jax.tree.leaves(ref_state.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -137,7 +139,9 @@ def test_training_cli_uses_8_cpu_devices_unless_xla_flags_is_set(tmp_path):
 
 
 def test_evaluation_and_acting_split_over_a_mesh_give_the_same_results():
-    from jaxrl_reason.evaluation import Agent, evaluate, heldout_problems
+    from jaxrl_reason.evaluation.heldout import evaluate
+    from jaxrl_reason.problems import heldout_problems
+    from jaxrl_reason.run.agent import Agent
     from tests._tiny_run import tiny_run
 
     one = Agent.load(tiny_run())

@@ -8,19 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_reason.algorithms.prm import (
-    PolicyWithPRM,
-    exact_step_labels,
-    load_prm,
-    mc_labels,
-    prefix_states,
-    prm_targets,
-    split_steps,
-    step_boundaries,
-)
+from jaxrl_reason.algorithms.prm import mc_labels, prefix_states, prm_targets, step_boundaries
 from jaxrl_reason.envs.registry import make
+from jaxrl_reason.envs.tasks.step_checks import split_steps
+from jaxrl_reason.evaluation.prm_fit import fit_prm
 from jaxrl_reason.models import TransformerConfig
-from jaxrl_reason.prm_training import fit_prm
+from jaxrl_reason.models.prm import PolicyWithPRM
+from jaxrl_reason.run.prm_io import load_prm
 from tests._tiny_run import tiny_run
 
 ADD = make("addition-v0", num_digits=2)
@@ -34,24 +28,24 @@ def test_split_steps():
 
 def test_addition_step_labels_golden():
     p = {"a": 57, "b": 68}
-    assert exact_step_labels(ADD, p, "7+8=15,5+6+1=12,<ans>125") == [True, True, True]
-    assert exact_step_labels(ADD, p, "7+8=15,5+6=11,<ans>115") == [True, False, False]  # carry dropped
-    assert exact_step_labels(ADD, p, "7+8=14,5+6+1=12,<ans>125") == [False, False, False]  # once wrong, wrong
-    assert exact_step_labels(ADD, p, "7+8=15,5+6+1=12,<ans>124") == [True, True, False]
-    assert exact_step_labels(ADD, p, "8+7=15,") == [False]  # digits in the wrong order
-    assert exact_step_labels(ADD, p, "7+8=15,5+6+1=12,0+0+1=1,") == [True, True, False]  # no third column
-    assert exact_step_labels(ADD, {"a": 5, "b": 7}, "5+7=12,<ans>12") == [True, True]
+    assert ADD.step_labels(p, "7+8=15,5+6+1=12,<ans>125") == [True, True, True]
+    assert ADD.step_labels(p, "7+8=15,5+6=11,<ans>115") == [True, False, False]  # carry dropped
+    assert ADD.step_labels(p, "7+8=14,5+6+1=12,<ans>125") == [False, False, False]  # once wrong, wrong
+    assert ADD.step_labels(p, "7+8=15,5+6+1=12,<ans>124") == [True, True, False]
+    assert ADD.step_labels(p, "8+7=15,") == [False]  # digits in the wrong order
+    assert ADD.step_labels(p, "7+8=15,5+6+1=12,0+0+1=1,") == [True, True, False]  # no third column
+    assert ADD.step_labels({"a": 5, "b": 7}, "5+7=12,<ans>12") == [True, True]
 
 
 def test_countdown_step_labels_golden():
     p = {"numbers": [3, 5, 7], "target": 22}
-    assert exact_step_labels(CD, p, "5*3=15,15+7=22,<ans>5*3+7") == [True, True, True]
-    assert exact_step_labels(CD, p, "5*3=15,15+3=18,") == [True, False]  # 3 is used up
-    assert exact_step_labels(CD, p, "5*3=16,16+7=23,") == [False, False]
-    assert exact_step_labels(CD, p, "7-5=2,3*2=6,<ans>3*(7-5)") == [True, True, False]  # steps ok, answer wrong
-    assert exact_step_labels(CD, p, "5/3=1,") == [False]  # not exact
-    assert exact_step_labels(CD, p, "3-5=2,") == [False]  # negative
-    assert exact_step_labels(CD, {"numbers": [4, 4, 2], "target": 8}, "4+4=8,8/2=4,") == [True, True]
+    assert CD.step_labels(p, "5*3=15,15+7=22,<ans>5*3+7") == [True, True, True]
+    assert CD.step_labels(p, "5*3=15,15+3=18,") == [True, False]  # 3 is used up
+    assert CD.step_labels(p, "5*3=16,16+7=23,") == [False, False]
+    assert CD.step_labels(p, "7-5=2,3*2=6,<ans>3*(7-5)") == [True, True, False]  # steps ok, answer wrong
+    assert CD.step_labels(p, "5/3=1,") == [False]  # not exact
+    assert CD.step_labels(p, "3-5=2,") == [False]  # negative
+    assert CD.step_labels({"numbers": [4, 4, 2], "target": 8}, "4+4=8,8/2=4,") == [True, True]
 
 
 def _encode(env, problem, text):
@@ -138,7 +132,7 @@ def test_fit_prm_reports_label_errors_and_plugs_into_beam(tmp_path):
         assert 0.0 <= report[k] <= 1.0
     assert report["num_steps"] > 0
     model, params = load_prm(out)
-    from jaxrl_reason.evaluation import Agent
+    from jaxrl_reason.run.agent import Agent
     from jaxrl_reason.search import decode
 
     agent = Agent.load(workdir)
@@ -155,8 +149,8 @@ def test_fit_prm_reports_label_errors_and_plugs_into_beam(tmp_path):
 
 def test_head_only_prm_training_keeps_the_policy():
     from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
-    from jaxrl_reason.algorithms.prm import train_prm
-    from jaxrl_reason.evaluation import Agent
+    from jaxrl_reason.evaluation.prm_fit import train_prm
+    from jaxrl_reason.run.agent import Agent
 
     agent = Agent.load(tiny_run())
     tokens = jnp.zeros((4, agent.env.spec.max_length), jnp.int32).at[:, 0].set(1)

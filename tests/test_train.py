@@ -9,10 +9,14 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrl_reason.checkpoint import Checkpointer
 from jaxrl_reason.config import base_config, validate
-from jaxrl_reason.evaluation import Agent, evaluate, heldout_problems
-from jaxrl_reason.training import KILL_AT_STEP_ENV, TrainingError, main, train
+from jaxrl_reason.evaluation.heldout import evaluate
+from jaxrl_reason.problems import heldout_problems
+from jaxrl_reason.run.agent import Agent
+from jaxrl_reason.run.checkpoint import Checkpointer
+from jaxrl_reason.training.cli import main
+from jaxrl_reason.training.loop import KILL_AT_STEP_ENV, train
+from jaxrl_reason.training.state import TrainingError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -158,7 +162,7 @@ def test_resuming_a_run_whose_env_kwargs_hold_a_tuple(tmp_path):
 
 def test_value_target_mix_keeps_root_values_in_the_replay_and_guards_resumes(tmp_path):
     from jaxrl_reason.envs.registry import make
-    from jaxrl_reason.training import build_model, build_optimizer, init_state
+    from jaxrl_reason.training.state import build_model, build_optimizer, init_state
 
     config = tiny_config(total_steps=4, sft__steps=2, checkpoint_every=4, eval_every=100)
     config.selfplay.value_target_mix = 0.5
@@ -168,10 +172,10 @@ def test_value_target_mix_keeps_root_values_in_the_replay_and_guards_resumes(tmp
     with Checkpointer(str(tmp_path)) as ck:
         state, _ = ck.restore(like)
     n = config.selfplay.num_episodes  # one self-play iteration (at step 2) filled the first n rows
-    values, valid = np.asarray(state.replay["values"][:n]), np.asarray(state.replay["valid"][:n])
+    values, valid = np.asarray(state.buffer["values"][:n]), np.asarray(state.buffer["valid"][:n])
     assert valid.any() and (values[valid] != 0).any()  # the search's root values were kept
     assert (np.abs(values) <= 1.0 + 1e-6).all()
-    assert not np.asarray(state.replay["values"][n:]).any()  # rows never written stay zero
+    assert not np.asarray(state.buffer["values"][n:]).any()  # rows never written stay zero
     config.selfplay.value_target_mix = 0.0  # another replay layout: one clear error, nothing overwritten
     config.total_steps = 6
     with pytest.raises(ValueError, match="laid out for other settings"):
@@ -181,9 +185,11 @@ def test_value_target_mix_keeps_root_values_in_the_replay_and_guards_resumes(tmp
 
 def test_value_warmup_trains_only_the_value_head():
     from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
-    from jaxrl_reason.data import demonstration_set, run_problem_sets
     from jaxrl_reason.envs.registry import make
-    from jaxrl_reason.training import build_model, build_optimizer, init_state, make_train_fns, sft_batch
+    from jaxrl_reason.problems import demonstration_set, run_problem_sets
+    from jaxrl_reason.training.imitation import sft_batch
+    from jaxrl_reason.training.loop import make_train_fns
+    from jaxrl_reason.training.state import build_model, build_optimizer, init_state
 
     config = tiny_config(total_steps=6, sft__steps=2, selfplay__value_warmup_steps=2)
     assert config.optim.weight_decay > 0  # decoupled weight decay must not shrink the frozen trunk either
@@ -227,7 +233,7 @@ def test_agent_searches_with_the_rescale_setting_it_was_trained_with(tmp_path):
 def test_a_config_saved_before_a_key_existed_loads_with_its_default():
     from jaxrl_reason.config import config_to_dict, saved_config
     from jaxrl_reason.envs.registry import make
-    from jaxrl_reason.training import build_model, build_optimizer, init_state
+    from jaxrl_reason.training.state import build_model, build_optimizer, init_state
 
     old = config_to_dict(tiny_config(seed=5))
     del old["selfplay"]["value_target_mix"], old["init"]  # keys this version added
@@ -236,13 +242,14 @@ def test_a_config_saved_before_a_key_existed_loads_with_its_default():
     assert config.seed == 5 and config.env_kwargs.num_digits == 1 and config.model.overrides.d_model == 32  # kept
     env = make(config.env_id, **dict(config.env_kwargs))
     state = init_state(config, env, build_model(config, env), build_optimizer(config))  # what Agent.load builds
-    assert "values" not in state.replay
+    assert "values" not in state.buffer
 
 
 def test_a_run_saved_before_a_model_field_existed_still_resumes():
     # runs saved before `num_kv_heads` existed have no such key: it takes its default (multi-head)
     from jaxrl_reason.envs.registry import make
-    from jaxrl_reason.training import _check_compatible, _meta
+    from jaxrl_reason.training.warm_start import check_compatible as _check_compatible
+    from jaxrl_reason.training.warm_start import run_meta as _meta
 
     config = tiny_config()
     current = _meta(config, make(config.env_id, **config.env_kwargs))

@@ -3,8 +3,8 @@
 import csv
 import os
 
-from jaxrl_reason.evaluation import main as evaluate_main
-from jaxrl_reason.ttc import COLUMNS, sweep_specs
+from jaxrl_reason.evaluation.cli import main as evaluate_main
+from jaxrl_reason.evaluation.sweep import COLUMNS, sweep_specs
 from tests._tiny_run import tiny_run
 
 

@@ -20,97 +20,13 @@ MC labels and the PRM are measured against: a prefix is correct iff every step s
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jaxrl_reason.algorithms.common import masked_mean, value_head_only
+from jaxrl_reason.algorithms.common import masked_mean
+from jaxrl_reason.search.decoding import decode
 from jaxrl_reason.types import Array
-
-# -- exact step checkers (Python) ------------------------------------------------------------------------
-_ADD_STEP = re.compile(r"^(\d)\+(\d)(\+1)?=(\d+),$")
-_CD_STEP = re.compile(r"^(\d+)([-+*/])(\d+)=(\d+),$")
-
-
-def split_steps(response_text: str, answer_marker: str) -> tuple[list[str], str | None]:
-    """``"7+8=15,5+6+1=12,<ans>125"`` -> ``(["7+8=15,", "5+6+1=12,"], "<ans>125")``; the answer step is
-    None when there is no marker (an unfinished tail without ``","`` is then dropped)."""
-    head, marker, tail = response_text.partition(answer_marker)
-    steps = [s + "," for s in head.split(",")[:-1]]
-    return steps, (marker + tail) if marker else None
-
-
-def addition_step_ok(problem: dict, index: int, step: str) -> bool:
-    """Whether column step `index` (0 = ones) is the true column: digits of a and b, carry-in, sum."""
-    m = _ADD_STEP.match(step)
-    if not m:
-        return False
-    a, b = problem["a"], problem["b"]
-    columns = max(len(str(a)), len(str(b)))
-    if index >= columns:
-        return False
-    da, db = (a // 10**index) % 10, (b // 10**index) % 10
-    carry = int((a % 10**index) + (b % 10**index) >= 10**index) if index else 0
-    total = da + db + carry
-    return (
-        int(m.group(1)) == da
-        and int(m.group(2)) == db
-        and (m.group(3) is not None) == bool(carry)
-        and m.group(4) == str(total)
-    )
-
-
-def countdown_steps_ok(problem: dict, steps: list[str]) -> list[bool]:
-    """Per step: ``a op b = c`` is exact arithmetic (``/`` exact, no negative results) on two numbers still
-    available (the given numbers and earlier results, each used once), and all earlier steps were too."""
-    pool = list(problem["numbers"])
-    out, ok = [], True
-    for step in steps:
-        m = _CD_STEP.match(step)
-        if ok and m:
-            a, op, b, c = int(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
-            value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b and a % b == 0 else None}[op]
-            rest = list(pool)
-            have = a in rest and (rest.remove(a) or True) and b in rest
-            if have and value is not None and value >= 0 and value == c and str(c) == m.group(4):
-                rest.remove(b)
-                pool = [*rest, c]
-            else:
-                ok = False
-        else:
-            ok = False
-        out.append(ok)
-    return out
-
-
-def exact_step_labels(env, problem: dict, response_text: str) -> list[bool]:
-    """Ground-truth correctness of each prefix ending at a step boundary (steps, then the answer if any).
-
-    Addition: every column so far is the true column (:func:`addition_step_ok`); countdown: every
-    operation so far is exact on available numbers (:func:`countdown_steps_ok`); the answer step is
-    correct iff the verifier accepts the response and every earlier step is correct.
-    """
-    steps, answer = split_steps(response_text, env.tokenizer.answer_marker)
-    env_id = env.spec.env_id
-    if env_id.startswith("addition"):
-        ok, labels = True, []
-        for i, s in enumerate(steps):
-            ok = ok and addition_step_ok(problem, i, s)
-            labels.append(ok)
-    elif env_id.startswith("countdown"):
-        labels = countdown_steps_ok(problem, steps)
-    else:
-        raise ValueError(f"exact step labels exist for addition and countdown, got env {env_id!r}")
-    if answer is not None:
-        prior = labels[-1] if labels else True
-        labels.append(prior and env.score_text(problem, response_text) == 1.0)
-    return labels
 
 
 # -- Monte-Carlo labels (JAX) --------------------------------------------------------------------------------
@@ -157,8 +73,6 @@ def mc_labels(
     ``init_states [N]`` the problems' initial states, ``tokens [N, L]`` sampled episodes, ``upto [N]`` the
     last token of each prefix. Pure; jit it with the counts static.
     """
-    from jaxrl_reason.search.decoding import decode
-
     states = prefix_states(env, init_states, tokens, upto)
     states = jax.tree.map(lambda x: jnp.repeat(x, num_rollouts, axis=0), states)
     out = decode(model, params, env, states, key, method="sample", temperature=temperature)
@@ -195,98 +109,3 @@ def prm_loss(values: Array, targets: Array, mask: Array) -> tuple[Array, dict]:
     err = (values.astype(jnp.float32) - targets) ** 2
     loss = masked_mean(err, mask)
     return loss, {"loss": loss}
-
-
-def train_prm(
-    key,
-    model,
-    params,
-    data: dict,
-    *,
-    steps: int = 200,
-    batch_size: int = 64,
-    learning_rate: float = 1e-3,
-    head_only: bool = False,
-):
-    """Fits the value head (and, unless ``head_only``, the trunk) of a copy of ``params`` to ``data``
-    (``tokens [N, L]``, ``targets``, ``mask``); returns ``(params, losses)``.
-
-    ``head_only`` keeps every other parameter bit-identical, so the result is still the same policy, now
-    with a PRM as its value head (one network serves sampling, ORM/PRM selection, beam and MCTS)."""
-    tx = optax.adam(learning_rate)
-    opt = tx.init(params)
-    n = data["tokens"].shape[0]
-
-    @jax.jit
-    def update(params, opt, idx):
-        def loss_fn(p):
-            if head_only:
-                p = value_head_only(p)
-            _, values = model.apply(p, data["tokens"][idx])
-            return prm_loss(values, data["targets"][idx], data["mask"][idx])[0]
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt = tx.update(grads, opt, params)
-        return optax.apply_updates(params, updates), opt, loss
-
-    losses = []
-    for s in range(steps):
-        idx = jax.random.randint(jax.random.fold_in(key, s), (min(batch_size, n),), 0, n)
-        params, opt, loss = update(params, opt, idx)
-        losses.append(float(loss))
-    return params, losses
-
-
-# -- using a PRM in search ---------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class PolicyWithPRM:
-    """A model for :func:`jr.decode` whose policy is ``policy`` and whose value head is the PRM ``prm``.
-
-    Params are the pair ``(policy_params, prm_params)``. ``apply`` runs both networks (value =
-    the PRM's), ``prefill``/``decode`` only the policy (sampling needs no values). FLOPs reported by
-    ``decode`` count one network per forward; a full ``apply`` here costs two (same-size PRM).
-    """
-
-    policy: object
-    prm: object
-
-    @property
-    def config(self):
-        return self.policy.config
-
-    def apply(self, params, tokens, **kwargs):
-        logits, _ = self.policy.apply(params[0], tokens, **kwargs)
-        _, values = self.prm.apply(params[1], tokens, **kwargs)
-        return logits, values
-
-    def prefill(self, params, tokens, lengths):
-        return self.policy.prefill(params[0], tokens, lengths)
-
-    def decode(self, params, cache, tokens, positions):
-        return self.policy.decode(params[0], cache, tokens, positions)
-
-
-def save_prm(directory: str, model, params) -> None:
-    """Writes the PRM (Orbax params + JSON model config) to `directory`."""
-    import orbax.checkpoint as ocp
-
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "model.json"), "w") as f:
-        json.dump(dataclasses.asdict(model.config), f, indent=2)
-    path = os.path.abspath(os.path.join(directory, "params"))
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(path, params, force=True)
-    ckpt.wait_until_finished()
-
-
-def load_prm(directory: str):
-    """``(model, params)`` of a PRM written by :func:`save_prm`."""
-    import orbax.checkpoint as ocp
-
-    from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig
-
-    with open(os.path.join(directory, "model.json")) as f:
-        model = PolicyValueTransformer(TransformerConfig(**json.load(f)))
-    abstract = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-    params = ocp.StandardCheckpointer().restore(os.path.abspath(os.path.join(directory, "params")), abstract)
-    return model, params

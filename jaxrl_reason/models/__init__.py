@@ -6,6 +6,7 @@ from jaxrl_reason.models.flops import (
     forward_flops_per_token,
     train_flops_per_token,
 )
+from jaxrl_reason.models.prm import PolicyWithPRM
 from jaxrl_reason.models.sampling import mask_logits, rollout, sample_action
 from jaxrl_reason.models.transformer import (
     KVCache,
@@ -20,6 +21,7 @@ __all__ = [
     "KVCache",
     "LayerSegment",
     "PolicyValueTransformer",
+    "PolicyWithPRM",
     "TransformerConfig",
     "decode_flops_per_token",
     "forward_flops",

@@ -40,6 +40,7 @@ from flax import struct
 
 from jaxrl_reason.envs.core import TokenEnv
 from jaxrl_reason.envs.tasks.base import extract_answer, response_window
+from jaxrl_reason.models.flops import forward_flops_per_token
 from jaxrl_reason.search.mcts import _last, mcts_policy
 from jaxrl_reason.types import Array, EnvState, Params, PRNGKey
 
@@ -62,17 +63,7 @@ class DecodeResult:
 # -- FLOPs --------------------------------------------------------------------------------------------------
 def _flops_fn(config) -> Callable[[Array], Array]:
     """FLOPs of one token that scores `keys` key slots (linear in keys; traced-friendly)."""
-    try:
-        from jaxrl_reason.models.flops import forward_flops_per_token as per_token
-    except ImportError:  # the model branch's formula, restated
-
-        def per_token(c, n):
-            d, m = c.d_model, c.mlp_dim
-            value_out = 1 if c.value_head == "scalar" else c.num_value_bins
-            matmul = c.num_layers * (2 * d * 3 * d + 2 * d * d + 4 * d * m) + 2 * d * (c.num_actions + value_out)
-            return matmul + c.num_layers * 4 * n * d
-
-    one, two = per_token(config, 1), per_token(config, 2)
+    one, two = forward_flops_per_token(config, 1), forward_flops_per_token(config, 2)
     slope, base = two - one, 2 * one - two
     return lambda keys: base + slope * jnp.asarray(keys, jnp.float32)
 

@@ -40,14 +40,12 @@ from flax import struct
 
 from jaxrl_reason.envs.core import TokenEnv
 from jaxrl_reason.models.transformer import LayerSegment, PolicyValueTransformer
+from jaxrl_reason.search.config import SearchConfig
 from jaxrl_reason.types import Array, EnvState, Params, PRNGKey, SearchOutput
 
 #: States whose per-row size is at most this many bytes are stored in the tree; larger ones (big
 #: vocabularies: the legal mask alone is ``A`` bytes) are rebuilt by replaying the path from the root.
 STORE_STATE_MAX_BYTES = 4096
-
-EVALUATIONS = ("kv", "window", "full")
-ALGORITHMS = ("gumbel", "muzero")
 
 
 @struct.dataclass
@@ -270,24 +268,10 @@ def mcts_policy(
     states: EnvState,
     key: PRNGKey,
     *,
-    num_simulations: int,
-    top_k: int = 16,
-    algorithm: str = "gumbel",
-    max_depth: int = 6,
-    evaluation: str = "kv",
-    store_states: bool | None = None,
+    search: SearchConfig | None = None,
     cache: Any = None,
-    max_num_considered_actions: int = 16,
-    gumbel_scale: float = 1.0,
-    dirichlet_fraction: float = 0.25,
-    dirichlet_alpha: float = 0.3,
-    pb_c_init: float = 1.25,
-    pb_c_base: float = 19652.0,
-    temperature: float = 1.0,
-    rescale_values: bool = True,
     qtransform: Callable | None = None,
-    rollouts: int = 0,
-    rollout_weight: float = 0.5,
+    **options: Any,
 ) -> SearchOutput:
     """Batched token MCTS from `states` (leading axis B); pure, jit it at the call site.
 
@@ -297,114 +281,109 @@ def mcts_policy(
       env: the token MDP; its ``step`` is the search's dynamics.
       states: [B] root states. Values are for ``states.current_player``.
       key: PRNG key.
-      num_simulations: simulations per search.
-      top_k: K, candidate tokens per node (clipped to the number of actions A).
-      algorithm: "gumbel" (``mctx.gumbel_muzero_policy``) or "muzero" (``mctx.muzero_policy``, PUCT).
-      max_depth: D, the deepest node is D tokens below the root; it is evaluated, not expanded.
-      evaluation: "kv" (path K/V in the tree, one new token per simulation), "window" (recompute the
-        path's D tokens per simulation) or "full" (whole sequence per simulation, no prefix sharing).
-      store_states: keep each node's EnvState in the tree (True) or replay the path from the root
-        (False); None picks True when a state takes at most ``STORE_STATE_MAX_BYTES`` per row.
+      search: the search's options (:class:`~jaxrl_reason.search.SearchConfig`); keyword `options`
+        (``num_simulations=``, ``top_k=``, ``algorithm=``, ``max_depth=``, ...) override its fields:
+        ``num_simulations`` simulations per search; ``top_k`` K candidate tokens per node (clipped to
+        A); ``algorithm`` "gumbel" or "muzero" (PUCT); ``max_depth`` D, the deepest node is D tokens
+        below the root (evaluated, not expanded); ``evaluation`` "kv" (path K/V in the tree, one new
+        token per simulation), "window" (recompute the path's D tokens) or "full" (no prefix sharing);
+        ``store_states`` keep each node's EnvState in the tree or replay the path (None: True when a
+        state takes at most ``STORE_STATE_MAX_BYTES`` per row); ``rescale_values`` mctx's min-max Q
+        normalisation (False keeps Q on its natural [-1, 1] scale: recommended for 0/1-reward tasks);
+        ``rollouts`` R random playouts per new leaf mixed in with weight ``rollout_weight`` λ,
+        ``(1-λ)·v + λ·mean(returns)``; the rest go to mctx (gumbel: ``max_num_considered_actions``,
+        ``gumbel_scale``; muzero: ``dirichlet_*``, ``pb_c_*``, ``temperature``).
       cache: optional ``jr.KVCache`` [B] whose first ``states.length`` slots hold the prefixes' K/V (a
         decoding loop keeps one); then the prefix is not re-encoded. Ignored by evaluation="full".
-      The rest are passed to mctx (gumbel: ``max_num_considered_actions``, ``gumbel_scale``; muzero:
-        ``dirichlet_*``, ``pb_c_*``, ``temperature``).
-      rescale_values: mctx's default: min-max normalize Q among a node's children. False keeps Q on its
-        natural [-1, 1] scale, so small value differences (or an untrained value head's noise) stay small
-        instead of being stretched to [0, 1]; recommended for one-player tasks with 0/1 rewards.
-      qtransform: an explicit mctx Q transform (overrides `rescale_values`).
-      rollouts: R, uniformly random playouts per new leaf (0: none, the value head alone); the root is
-        evaluated by the network only.
-      rollout_weight: the rollouts' share λ of a leaf's value, ``(1-λ)·v + λ·mean(rollout returns)``
-        (1: rollouts only, as in plain UCT; 0.5 as in AlphaGo).
+      qtransform: an explicit mctx Q transform (overrides ``rescale_values``).
 
     Returns:
       ``SearchOutput(action [B] token ids, action_weights [B, A], root_value [B], search_tree)``;
       ``search_tree`` is the mctx tree over K slots, its embeddings are :class:`NodeEmbedding`.
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if evaluation not in EVALUATIONS:
-        raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {evaluation!r}")
-    if int(rollouts) < 0 or not 0.0 <= float(rollout_weight) <= 1.0:
-        raise ValueError(f"rollouts must be >= 0 and rollout_weight in [0, 1], got {rollouts}, {rollout_weight}")
-    if int(num_simulations) < 1 or int(max_depth) < 1 or int(top_k) < 1:
-        raise ValueError(
-            f"num_simulations, max_depth and top_k must be >= 1, got {num_simulations}, {max_depth}, {top_k}"
-        )
+    cfg = (search or SearchConfig(num_simulations=options.get("num_simulations", 32))).replace(**options)
     spec = env.spec
     if states.tokens.ndim != 2 or states.tokens.shape[1] != spec.max_length:
         raise ValueError(f"states must be batched: tokens [B, {spec.max_length}], got {states.tokens.shape}")
-    num_actions = spec.num_actions
-    k = min(int(top_k), num_actions)
-    depth_bound = int(max_depth)
-    if store_states is None:
-        store_states = _state_bytes(states) <= STORE_STATE_MAX_BYTES
-    batch = states.tokens.shape[0]
-
-    if evaluation == "full":
+    k = min(int(cfg.top_k), spec.num_actions)
+    store_states = _state_bytes(states) <= STORE_STATE_MAX_BYTES if cfg.store_states is None else cfg.store_states
+    if cfg.evaluation == "full":
         prefix = None
         logits, value = _evaluate_full(model, params, states)
     else:
         prefix, logits, value = encode_prefix(model, params, states, cache)
     slots, prior = _top_k_slots(logits.astype(jnp.float32), states.legal_action_mask, k)
-    kv = None
-    if evaluation == "kv":
-        zero = _path_kv_zeros(prefix, states.length[0], batch, depth_bound)
-        kv = (zero, zero)
-    embedding = NodeEmbedding(
-        slots=slots,
-        path=jnp.full((batch, depth_bound), spec.pad_id, jnp.int32),
-        depth=jnp.zeros((batch,), jnp.int32),
-        state=states if store_states else None,
-        kv=kv,
-    )
-    root = mctx.RootFnOutput(
-        prior_logits=prior,
-        value=jnp.where(states.done, 0.0, value.astype(jnp.float32)),
-        embedding=embedding,
-    )
-    shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
+    root = _root(spec, cfg, states, prefix, slots, prior, value, store_states)
     recurrent_fn = make_recurrent_fn(
         model,
         env,
         top_k=k,
-        max_depth=depth_bound,
-        evaluation=evaluation,
+        max_depth=int(cfg.max_depth),
+        evaluation=cfg.evaluation,
         store_states=store_states,
-        rollouts=int(rollouts),
-        rollout_weight=float(rollout_weight),
+        rollouts=int(cfg.rollouts),
+        rollout_weight=float(cfg.rollout_weight),
     )
+    shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
+    out = _run_mctx(cfg, shared, key, root, recurrent_fn, slots < 0, qtransform)
+    return _token_output(out, slots, spec.num_actions)
+
+
+def _root(spec, cfg: SearchConfig, states: EnvState, prefix, slots, prior, value, store_states: bool):
+    """mctx's root: the masked top-K prior, the value (0 at a finished state) and the root's embedding."""
+    batch, depth = states.tokens.shape[0], int(cfg.max_depth)
+    kv = None
+    if cfg.evaluation == "kv":
+        zero = _path_kv_zeros(prefix, states.length[0], batch, depth)
+        kv = (zero, zero)
+    embedding = NodeEmbedding(
+        slots=slots,
+        path=jnp.full((batch, depth), spec.pad_id, jnp.int32),
+        depth=jnp.zeros((batch,), jnp.int32),
+        state=states if store_states else None,
+        kv=kv,
+    )
+    return mctx.RootFnOutput(
+        prior_logits=prior, value=jnp.where(states.done, 0.0, value.astype(jnp.float32)), embedding=embedding
+    )
+
+
+def _run_mctx(cfg: SearchConfig, shared, key, root, recurrent_fn, invalid, qtransform):
+    """One call of ``mctx.gumbel_muzero_policy`` or ``mctx.muzero_policy`` with the config's options."""
     common = dict(
         params=shared,
         rng_key=key,
         root=root,
         recurrent_fn=recurrent_fn,
-        num_simulations=int(num_simulations),
-        invalid_actions=slots < 0,
-        max_depth=depth_bound,
+        num_simulations=int(cfg.num_simulations),
+        invalid_actions=invalid,
+        max_depth=int(cfg.max_depth),
     )
-    if qtransform is None and not rescale_values:
+    if qtransform is None and not cfg.rescale_values:
         qtransform = (
             functools.partial(mctx.qtransform_completed_by_mix_value, rescale_values=False)
-            if algorithm == "gumbel"
+            if cfg.algorithm == "gumbel"
             else functools.partial(mctx.qtransform_by_min_max, min_value=-1.0, max_value=1.0)
         )
     if qtransform is not None:
         common["qtransform"] = qtransform
-    if algorithm == "gumbel":
-        out = mctx.gumbel_muzero_policy(
-            **common, max_num_considered_actions=max_num_considered_actions, gumbel_scale=gumbel_scale
+    if cfg.algorithm == "gumbel":
+        return mctx.gumbel_muzero_policy(
+            **common, max_num_considered_actions=cfg.max_num_considered_actions, gumbel_scale=cfg.gumbel_scale
         )
-    else:
-        out = mctx.muzero_policy(
-            **common,
-            dirichlet_fraction=dirichlet_fraction,
-            dirichlet_alpha=dirichlet_alpha,
-            pb_c_init=pb_c_init,
-            pb_c_base=pb_c_base,
-            temperature=temperature,
-        )
+    return mctx.muzero_policy(
+        **common,
+        dirichlet_fraction=cfg.dirichlet_fraction,
+        dirichlet_alpha=cfg.dirichlet_alpha,
+        pb_c_init=cfg.pb_c_init,
+        pb_c_base=cfg.pb_c_base,
+        temperature=cfg.temperature,
+    )
+
+
+def _token_output(out, slots: Array, num_actions: int) -> SearchOutput:
+    """mctx's output over K slots -> token ids and action weights over all A tokens."""
+    batch = slots.shape[0]
     rows = jnp.arange(batch)
     valid = slots >= 0
     action = slots[rows, out.action]

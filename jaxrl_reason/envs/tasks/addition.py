@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jaxrl_reason.envs.tasks import _text
 from jaxrl_reason.envs.tasks.base import ReasoningTask, as_problem_dict_value
+from jaxrl_reason.envs.tasks.step_checks import addition_steps_ok
 from jaxrl_reason.types import Array, PRNGKey, Problem
 
 MAX_DIGITS = 8  # the sum has at most 9 digits: int32-safe
@@ -73,6 +74,9 @@ class Addition(ReasoningTask):
         a = _text.check_int("addition 'a'", problem_dict["a"], 0, hi)
         b = _text.check_int("addition 'b'", problem_dict["b"], 0, hi)
         return {"a": jnp.int32(a), "b": jnp.int32(b)}
+
+    def steps_ok(self, problem_dict: dict, steps: list[str]) -> list[bool]:
+        return addition_steps_ok(problem_dict, steps)
 
     def demonstration(self, problem_dict: dict) -> str:
         self.problem_from_dict(problem_dict)

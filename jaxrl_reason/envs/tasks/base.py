@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_reason.envs.core import TokenEnv
+from jaxrl_reason.envs.tasks.step_checks import split_steps
 from jaxrl_reason.envs.tokenizer import DEFAULT_TOKENIZER, Tokenizer
 from jaxrl_reason.types import Array, EnvSpec, EnvState, Problem
 
@@ -116,6 +117,22 @@ class ReasoningTask(TokenEnv):
     @abc.abstractmethod
     def demonstration(self, problem_dict: dict) -> str:
         """A correct worked solution: ``reasoning + answer_marker + answer`` (no EOS)."""
+
+    def steps_ok(self, problem_dict: dict, steps: list[str]) -> list[bool]:
+        """Per reasoning step (``","``-terminated segments before the answer marker): whether it and every
+        step before it are exactly right. Tasks with an exact step checker override this."""
+        raise NotImplementedError(f"{type(self).__name__} has no exact step checker (addition and countdown do)")
+
+    def step_labels(self, problem_dict: dict, response_text: str) -> list[bool]:
+        """Ground-truth correctness of each prefix ending at a step boundary (the steps, then the answer if
+        the response has one): a prefix is correct iff every step so far is; the answer step iff the
+        verifier also accepts the response. What MC labels and PRMs are measured against."""
+        steps, answer = split_steps(response_text, self.tokenizer.answer_marker)
+        labels = self.steps_ok(problem_dict, steps)
+        if answer is not None:
+            prior = labels[-1] if labels else True
+            labels.append(prior and self.score_text(problem_dict, response_text) == 1.0)
+        return labels
 
     # -- derived --------------------------------------------------------------------------------------
     @functools.cached_property

@@ -30,6 +30,7 @@ import numpy as np
 
 from jaxrl_reason.envs.tasks import _text
 from jaxrl_reason.envs.tasks.base import ReasoningTask, as_problem_dict_value
+from jaxrl_reason.envs.tasks.step_checks import countdown_steps_ok
 from jaxrl_reason.types import Array, PRNGKey, Problem
 
 VALUE_BOUND = 10**6  # |intermediate| above this makes an answer wrong (int32-safe: checked before it overflows)
@@ -467,6 +468,9 @@ class Countdown(ReasoningTask):
         padded = np.zeros((self.max_numbers,), np.int32)
         padded[: len(values)] = values
         return {"numbers": jnp.asarray(padded), "count": jnp.int32(len(values)), "target": jnp.int32(target)}
+
+    def steps_ok(self, problem_dict: dict, steps: list[str]) -> list[bool]:
+        return countdown_steps_ok(problem_dict, steps)
 
     def demonstration(self, problem_dict: dict) -> str:
         """Steps ``"a*b=c,"`` of a solution, then ``<ans>`` and its expression; ValueError if unsolvable."""

@@ -24,8 +24,11 @@ import time
 import jax
 import numpy as np
 
-from jaxrl_reason.data import stack_problems
 from jaxrl_reason.models.flops import forward_flops
+from jaxrl_reason.models.prm import PolicyWithPRM
+from jaxrl_reason.problems import heldout_problems, initial_states, padded_chunks
+from jaxrl_reason.run.agent import Agent
+from jaxrl_reason.run.prm_io import load_prm
 from jaxrl_reason.search.decoding import decode, value_prm
 
 COLUMNS = (
@@ -85,8 +88,6 @@ def run_method(
     agent, problems: list[dict], method: str, kwargs: dict, *, prm=None, batch_size: int = 64, seed: int = 0
 ) -> dict:
     """Accuracy, tokens and FLOPs per problem of one decoding method (one compile, padded batches)."""
-    from jaxrl_reason.algorithms.prm import PolicyWithPRM
-
     env, model, params = agent.env, agent.model, agent.params
     kwargs = dict(kwargs)
     extra_flops = 0.0
@@ -105,12 +106,10 @@ def run_method(
     fn = jax.jit(lambda p, s, k: decode(model, p, env, s, k, method=method, **kwargs))
     correct, tokens, flops = [], [], []
     t0 = time.time()
-    for start in range(0, len(problems), batch_size):
-        chunk = problems[start : start + batch_size]
-        padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
-        states = jax.vmap(env.init_from_problem)(stack_problems(env, padded))
-        out = jax.device_get(fn(params, states, jax.random.fold_in(jax.random.PRNGKey(seed), start)))
-        n = len(chunk)
+    for start, n, padded in padded_chunks(problems, batch_size):
+        out = jax.device_get(
+            fn(params, initial_states(env, padded), jax.random.fold_in(jax.random.PRNGKey(seed), start))
+        )
         correct.append(np.asarray(out.returns)[:n, 0] == 1.0)
         tokens.append(np.asarray(out.tokens_generated)[:n])
         flops.append(np.asarray(out.flops, np.float64)[:n] * (2 if double else 1) + extra_flops)
@@ -204,9 +203,6 @@ def sweep_workdir(
 ) -> list[dict]:
     """The CLI's sweep: the latest checkpoint of `workdir` on its held-out problems; PRM from ``prm_dir``
     (default ``<workdir>/prm`` when it exists)."""
-    from jaxrl_reason.algorithms.prm import load_prm
-    from jaxrl_reason.evaluation import Agent, heldout_problems
-
     agent = Agent.load(workdir)
     problems = heldout_problems(agent.env, agent.config)
     if num_problems:

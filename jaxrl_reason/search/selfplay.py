@@ -10,7 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrl_reason.search import mcts_policy
+from jaxrl_reason.search.config import SearchConfig
+from jaxrl_reason.search.mcts import mcts_policy
 from jaxrl_reason.types import EnvState, Trajectory
 
 
@@ -21,15 +22,9 @@ def selfplay(
     states: EnvState,
     key: jax.Array,
     *,
-    num_simulations: int,
-    top_k: int = 16,
-    algorithm: str = "gumbel",
-    max_depth: int = 8,
+    search: SearchConfig,
     temperature: float = 1.0,
-    rescale_values: bool = True,
     num_steps: int | None = None,
-    rollouts: int = 0,
-    rollout_weight: float = 0.5,
 ) -> Trajectory:
     """Plays a batch of episodes to the end with a search at every step.
 
@@ -37,8 +32,7 @@ def selfplay(
       model, params: the policy-value network.
       env: a token env; `states` a batch ``[B]`` of its states.
       key: PRNG key (consumed).
-      num_simulations, top_k, algorithm, max_depth, rescale_values, rollouts, rollout_weight: passed to
-        :func:`jaxrl_reason.mcts_policy`.
+      search: the search run at every step (:class:`~jaxrl_reason.search.SearchConfig`).
       temperature: 0 plays the argmax of π; otherwise the action is sampled from ``π^(1/temperature)``
         (with Gumbel search and temperature 1, the search's own Gumbel-selected action).
       num_steps: steps to play (default ``spec.max_response_length``, enough to end every episode).
@@ -51,25 +45,12 @@ def selfplay(
 
     def body(states: EnvState, key_t):
         k_search, k_act = jax.random.split(key_t)
-        out = mcts_policy(
-            model,
-            params,
-            env,
-            states,
-            k_search,
-            num_simulations=num_simulations,
-            top_k=top_k,
-            algorithm=algorithm,
-            max_depth=max_depth,
-            rescale_values=rescale_values,
-            rollouts=rollouts,
-            rollout_weight=rollout_weight,
-        )
+        out = mcts_policy(model, params, env, states, k_search, search=search)
         weights = out.action_weights
         log_w = jnp.log(jnp.where(weights > 0, weights, 1e-30))
         if temperature == 0:
             action = jnp.argmax(weights, axis=-1)
-        elif algorithm == "gumbel" and temperature == 1.0:
+        elif search.algorithm == "gumbel" and temperature == 1.0:
             action = out.action
         else:
             action = jax.random.categorical(k_act, log_w / temperature, axis=-1)

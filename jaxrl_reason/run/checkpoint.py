@@ -24,15 +24,22 @@ class Checkpointer:
       async_save: write in a background thread (call :meth:`wait` before reading them back).
     """
 
-    def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 3, async_save: bool = True):
+    def __init__(
+        self, workdir: str | os.PathLike, *, max_to_keep: int = 3, async_save: bool = True, read_only: bool = False
+    ):
         self.directory = os.path.join(os.path.abspath(os.fspath(workdir)), "checkpoints")
+        if read_only and not os.path.isdir(self.directory):
+            raise FileNotFoundError(f"no run at {os.fspath(workdir)!r}: {self.directory} does not exist")
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
-            create=True,
+            max_to_keep=None if read_only else max_to_keep,
+            save_interval_steps=0 if read_only else 1,
+            create=not read_only,
+            read_only=read_only,
             enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True,
+            cleanup_tmp_directories=not read_only,  # never delete what a live run is writing
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        handlers = {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None."""
@@ -62,6 +69,19 @@ class Checkpointer:
             args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
         )
         return out["state"], dict(out["meta"])
+
+    def restore_params(self, step: int | None = None, *, sharding=None) -> Any:
+        """Only the ``params`` of a saved train state, read with the tree layout stored in the checkpoint
+        (whatever algorithm wrote it); arrays are placed with `sharding` (default: the saved one)."""
+        step = self._require_step(step)
+        tree = self._manager.item_metadata(step)["state"].tree
+
+        def abstract(m):
+            return jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding) if sharding is not None else m
+
+        target = jax.tree.map(abstract, tree) if sharding is not None else tree
+        out = self._manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        return out["state"]["params"]
 
     def restore_meta(self, step: int | None = None) -> dict:
         """Only the JSON metadata of a checkpoint (config, env id, ...)."""

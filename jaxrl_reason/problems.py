@@ -1,16 +1,21 @@
-"""Problem sets for training and evaluation: sampled demonstration sets and disjoint held-out sets.
+"""Problem sets for training and evaluation: sampled demonstration sets, held-out sets, padded batches.
 
 Problems are sampled with the env's own ``sample_problem`` from a seed, so every set is reproducible
-from ``(env, seed, size)``; held-out sets exclude every problem of the training set.
+from ``(env, seed, size)``; held-out sets exclude every problem of the training set. A run's held-out set
+is :func:`heldout_problems` (sampled from the seed, or a TFDS problem set named by the config).
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxrl_reason.datasets import read_problems, write_problems
 
 
 def problem_key(problem_dict: dict) -> str:
@@ -79,3 +84,33 @@ def run_problem_sets(env, seed: int, num_train: int, num_eval: int) -> tuple[lis
     train = sample_problem_dicts(env, jax.random.fold_in(key, 101), num_train)
     seen = {problem_key(d) for d in train}
     return train, sample_problem_dicts(env, jax.random.fold_in(key, 202), num_eval, exclude=seen)
+
+
+def heldout_problems(env, config) -> list[dict]:
+    """The held-out problem set of a run (the same set the training loop evaluates on): the TFDS dataset
+    ``eval.tfds_name`` if the config names one, else sampled from the seed."""
+    if config.eval.get("tfds_name"):
+        return read_problems(
+            config.eval.tfds_name, data_dir=config.eval.tfds_data_dir, split=config.eval.get("tfds_split", "test")
+        )
+    return run_problem_sets(env, config.seed, config.sft.num_examples, config.eval.num_problems)[1]
+
+
+def write_heldout(env, config, name: str, *, data_dir: str | os.PathLike, split: str = "test") -> str:
+    """Writes a run's held-out problems (:func:`heldout_problems`) as the TFDS dataset `name`."""
+    return write_problems(heldout_problems(env, config), name, data_dir=data_dir, split=split)
+
+
+def padded_chunks(items: Sequence, size: int) -> Iterator[tuple[int, int, list]]:
+    """``(start, n, chunk)`` over `items` in chunks of exactly `size`: the last one is padded with copies of
+    its last item, so a jitted function of a chunk compiles once; only the first `n` results are real."""
+    if size < 1:
+        raise ValueError(f"batch size must be >= 1, got {size}")
+    for start in range(0, len(items), size):
+        chunk = list(items[start : start + size])
+        yield start, len(chunk), chunk + [chunk[-1]] * (size - len(chunk))
+
+
+def initial_states(env, problem_dicts: Sequence[dict]):
+    """The initial env states ``[N]`` of problem dicts."""
+    return jax.vmap(env.init_from_problem)(stack_problems(env, list(problem_dicts)))

@@ -24,26 +24,21 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from jaxrl_reason.algorithms.prm import (
-    exact_step_labels,
-    mc_labels,
-    prm_targets,
-    save_prm,
-    step_boundaries,
-    train_prm,
-)
-from jaxrl_reason.data import sample_problem_dicts, stack_problems
-from jaxrl_reason.evaluation import heldout_problems
+from jaxrl_reason.algorithms.common import value_head_only
+from jaxrl_reason.algorithms.prm import mc_labels, prm_loss, prm_targets, step_boundaries
+from jaxrl_reason.problems import heldout_problems, initial_states, padded_chunks, problem_key, sample_problem_dicts
+from jaxrl_reason.run.agent import Agent
+from jaxrl_reason.run.prm_io import save_prm
+from jaxrl_reason.run.sampling import sample_responses as _sample_responses
 
 _CHUNK = 256
 
 
 def sample_responses(agent, problems: list[dict], key, *, temperature: float = 1.0) -> dict[str, np.ndarray]:
     """One sampled response per problem: numpy ``tokens``, ``prompt_length``, ``length``, ``reward``."""
-    from jaxrl_reason.algorithms.distill import teacher_samples
-
-    return teacher_samples(agent, agent.env, problems, key, temperature=temperature)
+    return _sample_responses(agent, agent.env, problems, key, temperature=temperature)
 
 
 def label_responses(
@@ -63,15 +58,12 @@ def label_responses(
     rows = [(i, j) for i in range(n) for j in range(m) if ok[i, j]]  # valid boundaries only
     fn = _labeler(agent.model, env, int(num_rollouts), float(temperature))
     soft = np.zeros((n, m), np.float32)
-    size = min(_CHUNK, len(rows))
-    for start in range(0, len(rows), size):
-        chunk = rows[start : start + size]
-        padded = chunk + [chunk[-1]] * (size - len(chunk))
+    for start, k, padded in padded_chunks(rows, min(_CHUNK, len(rows))):
         ii = np.array([r[0] for r in padded])
         jj = np.array([r[1] for r in padded])
-        init = jax.vmap(env.init_from_problem)(stack_problems(env, [problems[i] for i in ii]))
+        init = initial_states(env, [problems[i] for i in ii])
         out = np.asarray(fn(agent.params, init, samples["tokens"][ii], bounds[ii, jj], jax.random.fold_in(key, start)))
-        soft[ii[: len(chunk)], jj[: len(chunk)]] = out[: len(chunk)]
+        soft[ii[:k], jj[:k]] = out[:k]
     return bounds, ok, soft
 
 
@@ -91,7 +83,7 @@ def _exact(env, problems, samples):
     for i, d in enumerate(problems):
         p0, n = int(samples["prompt_length"][i]), int(samples["length"][i])
         ids = [int(t) for t in samples["tokens"][i, p0:n] if int(t) != tok.eos_id]
-        out.append((exact_step_labels(env, d, tok.decode(ids)), tok.answer_id in ids))
+        out.append((env.step_labels(d, tok.decode(ids)), tok.answer_id in ids))
     return out
 
 
@@ -131,6 +123,70 @@ def label_errors(
     return out
 
 
+def train_prm(
+    key,
+    model,
+    params,
+    data: dict,
+    *,
+    steps: int = 200,
+    batch_size: int = 64,
+    learning_rate: float = 1e-3,
+    head_only: bool = False,
+):
+    """Fits the value head (and, unless ``head_only``, the trunk) of a copy of ``params`` to ``data``
+    (``tokens [N, L]``, ``targets``, ``mask``); returns ``(params, losses)``.
+
+    ``head_only`` keeps every other parameter bit-identical, so the result is still the same policy, now
+    with a PRM as its value head (one network serves sampling, ORM/PRM selection, beam and MCTS)."""
+    tx = optax.adam(learning_rate)
+    opt = tx.init(params)
+    n = data["tokens"].shape[0]
+
+    @jax.jit
+    def update(params, opt, idx):
+        def loss_fn(p):
+            if head_only:
+                p = value_head_only(p)
+            _, values = model.apply(p, data["tokens"][idx])
+            return prm_loss(values, data["targets"][idx], data["mask"][idx])[0]
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, loss
+
+    losses = []
+    for s in range(steps):
+        idx = jax.random.randint(jax.random.fold_in(key, s), (min(batch_size, n),), 0, n)
+        params, opt, loss = update(params, opt, idx)
+        losses.append(float(loss))
+    return params, losses
+
+
+def _check_args(label: str, *counts: int) -> None:
+    """Bad arguments fail at once, before any work."""
+    if label not in ("hard", "soft"):
+        raise ValueError(f"label must be 'hard' or 'soft', got {label!r}")
+    names = ("num_train_problems", "num_eval_problems", "num_rollouts", "max_steps", "steps", "batch_size")
+    for name, value in zip(names, counts, strict=True):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _prm_data(samples: dict, bounds, ok, soft, *, label: str) -> dict:
+    """The PRM's training arrays: tokens, per-position targets and mask (:func:`prm_targets`)."""
+    targets, mask = prm_targets(
+        jnp.asarray(bounds),
+        jnp.asarray(ok),
+        jnp.asarray(soft if label == "soft" else (soft > 0).astype(np.float32)),
+        jnp.asarray(samples["reward"] == 1.0, jnp.float32),
+        jnp.asarray(samples["prompt_length"]),
+        jnp.asarray(samples["length"]),
+        samples["tokens"].shape[1],
+    )
+    return {"tokens": jnp.asarray(samples["tokens"]), "targets": targets, "mask": mask}
+
+
 def fit_prm(
     workdir: str,
     *,
@@ -148,21 +204,21 @@ def fit_prm(
     head_only: bool = False,
 ) -> dict:
     """Steps 1-4 of the module docstring; returns (and writes) the report. ``label``: the PRM's training target,
-    ``"hard"`` (any of the completions correct) or ``"soft"`` (fraction correct)."""
-    if label not in ("hard", "soft"):
-        raise ValueError(f"label must be 'hard' or 'soft', got {label!r}")
-    from jaxrl_reason.evaluation import Agent
-
+    ``"hard"`` (any of the completions correct) or ``"soft"`` (fraction correct). The PRM's training problems
+    exclude the run's held-out problems."""
+    _check_args(label, num_train_problems, num_eval_problems, num_rollouts, max_steps, steps, batch_size)
     t0 = time.time()
     agent = Agent.load(workdir)
     env = agent.env
     key = jax.random.PRNGKey(seed)
     heldout = heldout_problems(env, agent.config)[:num_eval_problems]
-    train = sample_problem_dicts(env, jax.random.fold_in(key, 404), num_train_problems)
+    train = sample_problem_dicts(
+        env, jax.random.fold_in(key, 404), num_train_problems, exclude={problem_key(d) for d in heldout}
+    )
     sets = {}
     for name, probs, k in (("train", train, 1), ("eval", heldout, 2)):
         samples = sample_responses(agent, probs, jax.random.fold_in(key, 10 + k), temperature=temperature)
-        bounds, ok, soft = label_responses(
+        labelled = label_responses(
             agent,
             probs,
             samples,
@@ -171,19 +227,8 @@ def fit_prm(
             max_steps=max_steps,
             temperature=temperature,
         )
-        sets[name] = (probs, samples, bounds, ok, soft)
-    probs, samples, bounds, ok, soft = sets["train"]
-    seq = samples["tokens"].shape[1]
-    targets, mask = prm_targets(
-        jnp.asarray(bounds),
-        jnp.asarray(ok),
-        jnp.asarray(soft if label == "soft" else (soft > 0).astype(np.float32)),
-        jnp.asarray(samples["reward"] == 1.0, jnp.float32),
-        jnp.asarray(samples["prompt_length"]),
-        jnp.asarray(samples["length"]),
-        seq,
-    )
-    data = {"tokens": jnp.asarray(samples["tokens"]), "targets": targets, "mask": mask}
+        sets[name] = (probs, samples, *labelled)
+    data = _prm_data(*sets["train"][1:], label=label)
     prm_params, losses = train_prm(
         jax.random.fold_in(key, 30),
         agent.model,
@@ -234,7 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head_only", action="store_true", help="train only the value head (policy unchanged)")
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    report = fit_prm(
+    try:
+        report = _fit_from_args(args)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _fit_from_args(args) -> dict:
+    return fit_prm(
         args.workdir,
         num_train_problems=args.num_train_problems,
         num_eval_problems=args.num_eval_problems,
@@ -246,9 +301,3 @@ def main(argv: list[str] | None = None) -> int:
         head_only=args.head_only,
         learning_rate=args.learning_rate,
     )
-    print(json.dumps(report, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

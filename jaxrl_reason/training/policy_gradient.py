@@ -1,11 +1,11 @@
-"""GRPO / RLOO inside the shared training loop: the sampling iteration and the update step.
+"""GRPO / RLOO in the training loop: sample groups of responses, then clipped policy-gradient updates.
 
-The loop (:mod:`jaxrl_reason.training`) calls ``sample`` every ``rl.updates_per_batch`` steps and
-``update`` every step, exactly as it does with AlphaZero's self-play iteration and replay update:
+The loop (:mod:`jaxrl_reason.training.loop`) calls ``collect`` every ``rl.updates_per_batch`` steps and
+``update`` every step (:mod:`jaxrl_reason.training.algorithm`):
 
-* ``sample(state)``: ``rl.num_problems`` fresh problems (keys ``fold_in(key, step)``), ``rl.group_size``
+* ``collect(state)``: ``rl.num_problems`` fresh problems (keys ``fold_in(key, step)``), ``rl.group_size``
   responses each from :func:`jr.rollout` at ``rl.temperature``; rewards -> group advantages; the batch
-  (tokens, actions, behaviour log-probs, advantages) is stored in ``state.replay`` so a checkpoint
+  (tokens, actions, behaviour log-probs, advantages) is stored in ``state.buffer`` so a checkpoint
   taken between updates resumes bit for bit. At the first RL step it also freezes the reference
   policy (``state.ref_params`` = the params at the start of RL) when ``rl.kl_coef > 0``.
 * ``update(state)``: one clipped policy-gradient step on the stored batch
@@ -21,10 +21,8 @@ from jaxrl_reason.algorithms.grpo import group_advantages, policy_gradient_loss,
 from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.models import rollout
 
-RL_ALGORITHMS = ("grpo", "rloo")
 
-
-def rl_buffer(config, spec) -> dict:
+def buffer(config, spec) -> dict:
     """Zeros of the stored RL batch: ``B = num_problems * group_size`` rows."""
     b, t = config.rl.num_problems * config.rl.group_size, spec.max_response_length
     return {
@@ -38,11 +36,12 @@ def rl_buffer(config, spec) -> dict:
 
 
 def uses_reference(config) -> bool:
-    return config.algorithm in RL_ALGORITHMS and config.rl.kl_coef > 0
+    return config.rl.kl_coef > 0
 
 
-def make_rl_fns(config, env, model, apply_grads, *, rl_from: int):
-    """``(sample, update)`` pure functions of a TrainState (callers jit them). ``rl_from``: first RL step."""
+def build(ctx):
+    """``(collect, update)`` pure functions of a TrainState (the loop jits them)."""
+    config, env, model, apply_grads, rl_from = ctx.config, ctx.env, ctx.model, ctx.apply_grads, ctx.start
     rl = config.rl
     n, g = rl.num_problems, rl.group_size
     kl = uses_reference(config)
@@ -55,7 +54,7 @@ def make_rl_fns(config, env, model, apply_grads, *, rl_from: int):
         traj = rollout(model, state.params, env, states, k_roll, temperature=rl.temperature, masked_log_probs=False)
         rewards = traj.returns[:, 0].reshape(n, g)
         adv = group_advantages(rewards, estimator=config.algorithm, eps=rl.adv_eps).reshape(-1)
-        buffer = {
+        batch = {
             "tokens": traj.tokens,
             "prompt_length": traj.prompt_length.astype(jnp.int32),
             "actions": traj.actions,
@@ -72,10 +71,10 @@ def make_rl_fns(config, env, model, apply_grads, *, rl_from: int):
             "rl_response_length": traj.valid.sum(1).mean(),
             "rl_zero_std_groups": (rewards.std(1) == 0).mean(),
         }
-        return state.replace(replay=buffer, ref_params=ref), metrics
+        return state.replace(buffer=batch, ref_params=ref), metrics
 
     def update(state):
-        batch = state.replay
+        batch = state.buffer
 
         def loss_fn(params):
             logits, _ = model.apply(params, batch["tokens"])

@@ -1,0 +1,70 @@
+"""The train state of a run (one pytree, saved whole) and the model and optimizer a config builds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl_reason import parallel
+from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig
+from jaxrl_reason.training.algorithm import empty_buffer, get_algorithm
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run needs to continue bit for bit. One pytree, saved whole by Orbax."""
+
+    params: Any
+    opt_state: Any
+    step: jax.Array  # [] int32: optimizer updates done
+    key: jax.Array  # base PRNG key; step s uses fold_in(key, s)
+    buffer: dict  # the algorithm's stored experience (AlphaZero's replay, GRPO's batch), leading axis = rows
+    buffer_count: jax.Array  # [] int32: rows ever inserted (AlphaZero's replay cursor)
+    ref_params: Any = None  # GRPO/RLOO with rl.kl_coef > 0: the frozen reference policy (params at RL start)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+def is_reasoning_task(env) -> bool:
+    return hasattr(env, "demonstration") and env.spec.num_players == 1
+
+
+def build_model(config, env) -> PolicyValueTransformer:
+    overrides = dict(config.model.overrides)
+    return PolicyValueTransformer(TransformerConfig.for_env(env.spec, config.model.preset, **overrides))
+
+
+def build_optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=o.learning_rate,
+        warmup_steps=min(o.warmup_steps, max(config.total_steps - 1, 1)),
+        decay_steps=max(config.total_steps, o.warmup_steps + 1),
+        end_value=o.learning_rate * o.end_learning_rate_ratio,
+    )
+    return optax.chain(optax.clip_by_global_norm(o.grad_clip), optax.adamw(schedule, weight_decay=o.weight_decay))
+
+
+def init_state(config, env, model, tx, *, mesh=None) -> TrainState:
+    """Fresh train state (params, optimizer, empty buffer) from ``config.seed``; laid out on `mesh` if given."""
+    if mesh is not None:
+        return parallel.init_sharded(lambda: init_state(config, env, model, tx), mesh, model, tx)
+    k_params, k_run = jax.random.split(jax.random.PRNGKey(config.seed))
+    params = model.init(k_params)
+    algo = get_algorithm(config)
+    return TrainState(
+        params=params,
+        opt_state=tx.init(params),
+        step=jnp.int32(0),
+        key=k_run,
+        buffer=empty_buffer(config, env.spec),
+        buffer_count=jnp.int32(0),
+        ref_params=jax.tree.map(jnp.copy, params) if algo is not None and algo.uses_reference(config) else None,
+    )

@@ -326,7 +326,7 @@ def _parse_free(raw: str) -> Any:
     except json.JSONDecodeError:
         pass
     parts = _split_tuple(raw)
-    return raw if parts is None else tuple(_parse_free(_unquote(p)) if p else p for p in parts)
+    return raw if parts is None else tuple(_parse_free(_unquote(p)) for p in parts)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

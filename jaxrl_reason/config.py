@@ -11,7 +11,9 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import json
+import math
 import os
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
@@ -125,16 +127,14 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
-    """Loads ``get_config()`` from a Python file, applies ``key=value`` overrides, locks it."""
+    """Loads ``get_config()`` from a Python file, applies ``key=value`` overrides, locks and validates it.
+
+    The file is executed (as ml_collections' config files are): configs are trusted input.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist (expected e.g. configs/default.py)")
-    spec = importlib.util.spec_from_file_location(f"_jaxrl_reason_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {path!r} defines no get_config() -> ConfigDict")
-    config = module.get_config()
+    config = _run_config_file(path)
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"{path}: get_config() returned {type(config).__name__}, expected a ConfigDict")
     _check_keys(config, base_config(), prefix="")
@@ -142,6 +142,35 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ml_co
     apply_overrides(config, overrides)
     validate(config)
     return config
+
+
+def _run_config_file(path: str) -> Any:
+    """Executes the file and calls its ``get_config()``; any failure is one ConfigError naming file and line."""
+    spec = importlib.util.spec_from_file_location(f"_jaxrl_reason_config_{abs(hash(path))}", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"config file {path!r} is not a Python file (expected e.g. configs/default.py)")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as e:
+        where = f"{e.filename or path}:{e.lineno}"
+        raise ConfigError(f"{where}: syntax error in config file {path!r}: {e.msg}") from None
+    except Exception as e:
+        raise ConfigError(f"{_where(path, e)}: config file raised {type(e).__name__}: {e} while loading") from e
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+        raise ConfigError(f"config file {path!r} defines no get_config() -> ConfigDict")
+    try:
+        return get_config()
+    except Exception as e:
+        raise ConfigError(f"{_where(path, e)}: get_config() raised {type(e).__name__}: {e}") from e
+
+
+def _where(path: str, error: BaseException) -> str:
+    """``path:line`` of the innermost traceback frame inside the config file (``path`` if none is)."""
+    target = os.path.abspath(path)
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if os.path.abspath(f.filename) == target]
+    return f"{path}:{lines[-1]}" if lines else path
 
 
 def _check_keys(config, base, prefix: str) -> None:
@@ -158,6 +187,10 @@ def _suggest(key: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; known keys: {sorted(choices)}"
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# Command-line overrides
+
+
 def parse_override(text: str) -> tuple[str, str]:
     """``"a.b=3"`` -> ``("a.b", "3")``."""
     key, sep, value = text.partition("=")
@@ -167,67 +200,137 @@ def parse_override(text: str) -> tuple[str, str]:
 
 
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Iterable[str]) -> None:
-    """Sets ``key=value`` overrides on a locked config, parsing each value as the existing type.
+    """Sets ``key=value`` overrides on a locked config, parsing each value as the type of the existing value.
 
-    Keys under ``env_kwargs`` and ``model.overrides`` may be new (they are passed through to the env
-    and the model, which check them); their values are parsed as JSON, falling back to a string.
+    bool, int, float and str parse as such; a tuple key takes ``(a, b)``, ``[a, b]`` or ``a, b`` (elements of the
+    existing elements' type), and a ``(min, max)`` pair key also one value ``v`` meaning ``(v, v)``. Keys under
+    ``env_kwargs`` and ``model.overrides`` may be new (the env and the model check them): their values parse as
+    JSON, then as a tuple, else stay a string; an int there may be replaced by a ``(min, max)`` pair.
     """
     for text in overrides:
         key, raw = parse_override(text)
         *parents, leaf = key.split(".")
-        node = config
-        for i, part in enumerate(parents):
-            if part not in node:
-                raise ConfigError(f"unknown config key {'.'.join(parents[: i + 1])!r}{_suggest(part, node.keys())}")
-            node = node[part]
-            if not isinstance(node, ml_collections.ConfigDict):
-                raise ConfigError(f"config key {'.'.join(parents[: i + 1])!r} is a value, not a group")
-        open_group = parents in (["env_kwargs"], ["model", "overrides"])
-        if leaf not in node and not open_group:
+        node = _group(config, parents)
+        free = parents in (["env_kwargs"], ["model", "overrides"])
+        if leaf not in node and not free:
             raise ConfigError(f"unknown config key {key!r}{_suggest(leaf, node.keys())}")
         current = node[leaf] if leaf in node else None
-        value = _parse_value(key, raw, current)
-        with node.unlocked() if open_group else _nullcontext():
+        value = _parse_value(key, raw, current, free=free)
+        if not free:
+            node[leaf] = value
+            continue
+        with node.unlocked():
+            if current is not None and type(value) is not type(current):
+                del node[leaf]  # a free key changes type (int -> (min, max) pair): ml_collections keeps types
             node[leaf] = value
 
 
-class _nullcontext:
-    def __enter__(self):
-        return self
+def _group(config: ml_collections.ConfigDict, parents: list[str]) -> ml_collections.ConfigDict:
+    node = config
+    for i, part in enumerate(parents):
+        if part not in node:
+            raise ConfigError(f"unknown config key {'.'.join(parents[: i + 1])!r}{_suggest(part, node.keys())}")
+        node = node[part]
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise ConfigError(f"config key {'.'.join(parents[: i + 1])!r} is a value, not a group")
+    return node
 
-    def __exit__(self, *exc):
-        return False
+
+_TYPE_NAMES = {bool: "a bool (true/false)", int: "an int", float: "a finite float", str: "a string"}
+_ELEMENT_NAMES = {bool: "bool", int: "int", float: "float", str: "string"}
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+_BRACKETS = {"(": ")", "[": "]"}
 
 
-def _parse_value(key: str, raw: str, current: Any) -> Any:
-    def fail(expected: str):
-        raise ConfigError(f"config key {key!r} expects {expected}, got {raw!r}")
-
-    if isinstance(current, bool):
-        if raw.lower() in ("true", "1", "yes"):
-            return True
-        if raw.lower() in ("false", "0", "no"):
-            return False
-        fail("a bool (true/false)")
-    if isinstance(current, int):
-        try:
-            return int(raw)
-        except ValueError:
-            fail("an int")
-    if isinstance(current, float):
-        try:
-            return float(raw)
-        except ValueError:
-            fail("a float")
-    if isinstance(current, str):
-        return raw
+def _parse_value(key: str, raw: str, current: Any, *, free: bool = False) -> Any:
     if isinstance(current, ml_collections.ConfigDict):
-        fail("a group of keys (set its members, e.g. key.member=value)")
+        raise ConfigError(f"config key {key!r} expects a group of keys (set its members, e.g. key.member=value)")
+    if current is None:
+        return _parse_free(raw)
+    if isinstance(current, (tuple, list)):
+        return _parse_tuple(key, raw, current)
+    if free and type(current) is int and _split_tuple(raw) is not None:
+        return _parse_tuple(key, raw, (current, current))  # an int-or-(min, max) kwarg given as a range
+    try:
+        return _convert(raw, type(current))
+    except ValueError:
+        raise ConfigError(f"config key {key!r} expects {_TYPE_NAMES[type(current)]}, got {raw!r}") from None
+
+
+def _convert(text: str, typ: type) -> Any:
+    """``text`` as a ``typ`` (bool, int, float or str); ValueError if it is not one."""
+    if typ is str:
+        return text
+    text = text.strip()
+    if typ is bool:
+        if text.lower() not in _BOOLS:
+            raise ValueError(text)
+        return _BOOLS[text.lower()]
+    if typ is int:
+        return int(text)
+    if typ is float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    raise ValueError(f"cannot parse a {typ.__name__} from the command line")
+
+
+def _split_tuple(text: str) -> list[str] | None:
+    """``"(a, b)"``, ``"[a, b]"`` or ``"a, b"`` -> ``["a", "b"]``; None for a single value."""
+    text = text.strip()
+    if text[:1] in _BRACKETS and text.endswith(_BRACKETS[text[0]]):
+        inner = text[1:-1].strip()
+        parts = inner.split(",") if inner else []
+    elif "," in text:
+        parts = text.split(",")
+    else:
+        return None
+    if len(parts) > 1 and not parts[-1].strip():
+        parts = parts[:-1]  # "(3,)"
+    return [p.strip() for p in parts]
+
+
+def _parse_tuple(key: str, raw: str, current: tuple | list) -> tuple:
+    typ = _element_type(current)
+    pair = len(current) == 2  # a (min, max) range: one value v means (v, v)
+    element = _ELEMENT_NAMES.get(typ, "value")
+    expected = f"a tuple of {'2 ' if pair else ''}{element}s like (a, b)"
+    expected += f" or one {element} v meaning (v, v)" if pair else ""
+    parts = _split_tuple(raw)
+    if parts is None and pair:
+        parts = [raw.strip(), raw.strip()]
+    if parts is None or (pair and len(parts) != 2):
+        raise ConfigError(f"config key {key!r} expects {expected}, got {raw!r}")
+    try:
+        return tuple(_convert(_unquote(p), typ) if typ else _parse_free(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"config key {key!r} expects {expected}, got {raw!r}") from None
+
+
+def _element_type(values: tuple | list) -> type | None:
+    types = {type(v) for v in values}
+    if types <= {int, float} and float in types:
+        return float
+    return types.pop() if len(types) == 1 and next(iter(types)) in _TYPE_NAMES else None
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
+
+
+def _parse_free(raw: str) -> Any:
+    """A new key in ``env_kwargs`` / ``model.overrides``: JSON, else a tuple of such values, else the string."""
     try:
         return json.loads(raw)
     except json.JSONDecodeError:
-        return raw
+        pass
+    parts = _split_tuple(raw)
+    return raw if parts is None else tuple(_parse_free(_unquote(p)) for p in parts)
 
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Validation: every numeric key of base_config has its domain here (a test checks that none is missing)
 
 _CHOICES = {
     "algorithm": ("alphazero", "grpo", "rloo", "none"),
@@ -236,32 +339,62 @@ _CHOICES = {
     "selfplay.search": ("gumbel", "muzero"),
     "eval.method": ("greedy", "sample", "mcts"),
 }
-_POSITIVE = (
-    "total_steps",
-    "checkpoint_every",
-    "eval_every",
-    "log_every",
-    "keep_checkpoints",
-    "sft.batch_size",
-    "sft.num_examples",
-    "selfplay.num_episodes",
-    "selfplay.num_simulations",
-    "selfplay.top_k",
-    "selfplay.max_depth",
-    "selfplay.updates_per_iteration",
-    "selfplay.batch_size",
-    "selfplay.replay_iterations",
-    "rl.group_size",
-    "rl.num_problems",
-    "rl.updates_per_batch",
-    "rl.temperature",
-    "rl.adv_eps",
-    "distill.temperature",
-    "distill.samples_per_problem",
-    "eval.num_problems",
-    "eval.num_simulations",
-    "eval.batch_size",
-)
+
+_POSITIVE = ("> 0", lambda v: v > 0)
+_NON_NEGATIVE = (">= 0", lambda v: v >= 0)
+_AT_LEAST_ONE = (">= 1", lambda v: v >= 1)
+_UNIT = ("in [0, 1]", lambda v: 0 <= v <= 1)
+_OPEN_UNIT = ("in (0, 1)", lambda v: 0 < v < 1)
+_STEP_OR_LATEST = (">= 0 (a checkpoint step) or -1 (the latest)", lambda v: v >= -1)
+_ID_OR_DETECT = (">= 0 or -1 (detect)", lambda v: v >= -1)
+_SIZE_OR_MINUS_ONE = ("a positive size or -1 (all remaining devices)", lambda v: v >= 1 or v == -1)
+
+_DOMAINS = {
+    "seed": _NON_NEGATIVE,  # numpy's Generator (SFT batch order) takes no negative seeds
+    "total_steps": _POSITIVE,
+    "checkpoint_every": _POSITIVE,
+    "eval_every": _POSITIVE,
+    "log_every": _POSITIVE,
+    "keep_checkpoints": _POSITIVE,
+    "optim.learning_rate": _POSITIVE,
+    "optim.warmup_steps": _NON_NEGATIVE,
+    "optim.end_learning_rate_ratio": _UNIT,
+    "optim.weight_decay": _NON_NEGATIVE,
+    "optim.grad_clip": _POSITIVE,  # clip_by_global_norm: 0 freezes the params, < 0 ascends the loss
+    "sft.steps": _NON_NEGATIVE,
+    "sft.batch_size": _POSITIVE,
+    "sft.num_examples": _POSITIVE,
+    "selfplay.num_episodes": _POSITIVE,
+    "selfplay.num_simulations": _AT_LEAST_ONE,
+    "selfplay.top_k": _AT_LEAST_ONE,
+    "selfplay.max_depth": _AT_LEAST_ONE,
+    "selfplay.temperature": _NON_NEGATIVE,  # 0 = argmax
+    "selfplay.updates_per_iteration": _POSITIVE,
+    "selfplay.batch_size": _POSITIVE,
+    "selfplay.replay_iterations": _POSITIVE,
+    "selfplay.value_weight": _NON_NEGATIVE,
+    "selfplay.value_warmup_steps": _NON_NEGATIVE,
+    "selfplay.value_target_mix": _UNIT,
+    "selfplay.rollouts": _NON_NEGATIVE,
+    "selfplay.rollout_weight": _UNIT,
+    "rl.group_size": _POSITIVE,
+    "rl.num_problems": _POSITIVE,
+    "rl.updates_per_batch": _POSITIVE,
+    "rl.clip_eps": _OPEN_UNIT,
+    "rl.kl_coef": _NON_NEGATIVE,  # 0 = off (documented)
+    "rl.temperature": _POSITIVE,
+    "rl.adv_eps": _POSITIVE,
+    "init.step": _STEP_OR_LATEST,
+    "distill.temperature": _POSITIVE,
+    "distill.samples_per_problem": _POSITIVE,
+    "eval.num_problems": _POSITIVE,
+    "eval.num_simulations": _AT_LEAST_ONE,
+    "eval.batch_size": _POSITIVE,
+    "mesh.data": _SIZE_OR_MINUS_ONE,
+    "mesh.fsdp": _SIZE_OR_MINUS_ONE,
+    "distributed.num_processes": _NON_NEGATIVE,  # 0 = detect
+    "distributed.process_id": _ID_OR_DETECT,
+}
 
 
 def _get(config, dotted: str):
@@ -272,58 +405,60 @@ def _get(config, dotted: str):
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks value ranges and choices; raises one ConfigError naming the key."""
+    """Checks every value's domain and the keys that constrain each other; raises one ConfigError naming the key."""
     for key, choices in _CHOICES.items():
         if _get(config, key) not in choices:
             raise ConfigError(f"config key {key!r} must be one of {choices}, got {_get(config, key)!r}")
-    for key in _POSITIVE:
-        if _get(config, key) <= 0:
-            raise ConfigError(f"config key {key!r} must be > 0, got {_get(config, key)!r}")
-    if config.sft.steps < 0 or config.sft.steps > config.total_steps:
-        raise ConfigError(f"sft.steps must be in [0, total_steps={config.total_steps}], got {config.sft.steps}")
-    if not config.optim.learning_rate > 0:
-        raise ConfigError(f"optim.learning_rate must be > 0, got {config.optim.learning_rate}")
-    if config.selfplay.value_warmup_steps < 0:
-        raise ConfigError(f"selfplay.value_warmup_steps must be >= 0, got {config.selfplay.value_warmup_steps}")
-    for axis in ("data", "fsdp"):
-        size = config.mesh[axis]
-        if size == 0 or size < -1:
-            raise ConfigError(
-                f"config key 'mesh.{axis}' must be a positive size or -1 (all remaining devices), got {size}"
-            )
-    if config.mesh.data == -1 and config.mesh.fsdp == -1:
-        raise ConfigError("only one of mesh.data / mesh.fsdp may be -1 (all remaining devices)")
-    d = config.distributed
-    if d.coordinator_address and (d.num_processes <= 0 or d.process_id < 0 or d.process_id >= d.num_processes):
-        raise ConfigError(
-            "distributed.coordinator_address needs distributed.num_processes > 0 and 0 <= distributed.process_id < "
-            f"num_processes, got num_processes={d.num_processes}, process_id={d.process_id}"
-        )
+    for key, (domain, ok) in _DOMAINS.items():
+        value = _get(config, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number {domain}, got {value!r}")
+        if not ok(value):  # NaN fails every domain
+            raise ConfigError(f"config key {key!r} must be {domain}, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
+    _validate_steps(config)
+    _validate_rl(config)
+    _validate_devices(config)
     if config.eval.tfds_name and not config.eval.tfds_data_dir:
         raise ConfigError(
             f"eval.tfds_name={config.eval.tfds_name!r} needs eval.tfds_data_dir (the dataset's directory)"
         )
-    if not 0.0 <= config.selfplay.value_target_mix <= 1.0:
-        raise ConfigError(f"selfplay.value_target_mix must be in [0, 1], got {config.selfplay.value_target_mix}")
-    if config.init.step < -1:
-        raise ConfigError(f"init.step must be a checkpoint step or -1 (the latest), got {config.init.step}")
-    if config.selfplay.rollouts < 0 or not 0.0 <= config.selfplay.rollout_weight <= 1.0:
+
+
+def _validate_steps(config) -> None:
+    if config.sft.steps > config.total_steps:
+        raise ConfigError(f"sft.steps must be in [0, total_steps={config.total_steps}], got {config.sft.steps}")
+    warmup = config.selfplay.value_warmup_steps
+    if config.algorithm == "alphazero" and config.sft.steps + warmup > config.total_steps:
         raise ConfigError(
-            "selfplay.rollouts must be >= 0 and selfplay.rollout_weight in [0, 1], got "
-            f"{config.selfplay.rollouts}, {config.selfplay.rollout_weight}"
+            f"selfplay.value_warmup_steps runs after sft.steps: sft.steps + value_warmup_steps must be <= "
+            f"total_steps={config.total_steps}, got {config.sft.steps} + {warmup}"
         )
-    if config.selfplay.temperature < 0:
-        raise ConfigError(f"selfplay.temperature must be >= 0, got {config.selfplay.temperature}")
-    _validate_rl(config)
 
 
 def _validate_rl(config) -> None:
     if config.algorithm == "rloo" and config.rl.group_size < 2:
         raise ConfigError(f"rl.group_size must be >= 2 for RLOO (leave-one-out), got {config.rl.group_size}")
-    if not 0 < config.rl.clip_eps < 1:
-        raise ConfigError(f"rl.clip_eps must be in (0, 1), got {config.rl.clip_eps}")
-    if config.rl.kl_coef < 0:
-        raise ConfigError(f"rl.kl_coef must be >= 0 (0 = off), got {config.rl.kl_coef}")
+    if config.algorithm == "grpo" and config.rl.group_size < 2:
+        raise ConfigError(
+            f"rl.group_size must be >= 2 for GRPO (a group of one has zero advantage), got {config.rl.group_size}"
+        )
+
+
+def _validate_devices(config) -> None:
+    if config.mesh.data == -1 and config.mesh.fsdp == -1:
+        raise ConfigError("only one of mesh.data / mesh.fsdp may be -1 (all remaining devices)")
+    d = config.distributed
+    if d.coordinator_address and (d.num_processes <= 0 or d.process_id < 0):
+        raise ConfigError(
+            "distributed.coordinator_address needs distributed.num_processes > 0 and 0 <= distributed.process_id < "
+            f"num_processes, got num_processes={d.num_processes}, process_id={d.process_id}"
+        )
+    if d.num_processes > 0 and d.process_id >= d.num_processes:
+        raise ConfigError(
+            f"distributed.process_id must be < distributed.num_processes={d.num_processes}, got {d.process_id}"
+        )
 
 
 def saved_config(saved: dict) -> ml_collections.ConfigDict:

@@ -164,7 +164,8 @@ def test_process_advantages_group_normalized_deepseekmath():
 
 def test_process_advantages_normalized_per_step_index():
     # first steps: rewards 1 (row 0) and 1 (row 1) -> both 0; second steps: 0 and 1 -> mean .5, std .5 -> -1, +1
-    adv = process_advantages(_STEP_R, _STEP_END, _STEP_VALID, group_size=2, normalize="position")
+    fn = jax.jit(lambda r, e, v: process_advantages(r, e, v, group_size=2, normalize="position"))
+    adv = fn(_STEP_R, _STEP_END, _STEP_VALID)
     np.testing.assert_allclose(adv, [[-1, -1, -1, -1], [1, 1, 1, 0]], rtol=1e-5)
     # groups of one: every step is alone at its index -> all zero
     alone = process_advantages(_STEP_R, _STEP_END, _STEP_VALID, group_size=1, normalize="position")

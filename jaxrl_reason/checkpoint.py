@@ -47,6 +47,19 @@ class _DropMessage(logging.Filter):
         return not str(record.msg).startswith(self.prefix)
 
 
+class _NoOrbaxTracebacks(logging.Filter):
+    """Keeps Orbax's one-line error logs but drops their tracebacks (a failed async save logs ~300 lines of
+    them from several threads); :class:`CheckpointError` names the failure instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and f"{os.sep}orbax{os.sep}" in record.pathname:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_ORBAX_TRACEBACKS = _NoOrbaxTracebacks()
+
+
 @contextlib.contextmanager
 def _quiet_absl(prefix: str):
     """Hides one routine Orbax log line (it warns on every read-only open)."""
@@ -60,7 +73,7 @@ def _quiet_absl(prefix: str):
 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+    return f"{type(e).__name__}: {text[0][:1000] if text else ''}"
 
 
 def _read_json(path: str) -> dict:
@@ -125,6 +138,7 @@ class Checkpointer:
                 async_options=ocp.AsyncOptions(create_directories_asynchronously=False),
             )
             self._manager = ocp.CheckpointManager(self.directory, options=options)
+            logging.getLogger("absl").addFilter(_ORBAX_TRACEBACKS)
 
     def _open_reader(self) -> None:
         if not os.path.exists(self.workdir):

@@ -123,7 +123,7 @@ class Checkpointer:
         if read_only:
             self._open_reader()
             options = ocp.CheckpointManagerOptions(
-                read_only=True, create=False, cleanup_tmp_directories=False, max_to_keep=None
+                read_only=True, create=False, cleanup_tmp_directories=False, max_to_keep=None, save_interval_steps=0
             )
             with _quiet_absl("Given directory is read only"):
                 self._manager = ocp.CheckpointManager(self.directory, options=options)

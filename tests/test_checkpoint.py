@@ -214,6 +214,8 @@ def _damage(step_dir, how):
         shutil.rmtree(os.path.join(step_dir, "state"))
     elif how == "meta":
         _truncate(os.path.join(step_dir, "meta", "metadata"))
+    elif how == "step_metadata":
+        _truncate(os.path.join(step_dir, "_CHECKPOINT_METADATA"))
 
 
 @pytest.mark.parametrize(
@@ -223,6 +225,7 @@ def _damage(step_dir, how):
         ("metadata", "state/_METADATA is unreadable"),
         ("no_state", "state/ directory is missing"),
         ("meta", "meta/metadata is unreadable"),
+        ("step_metadata", "_CHECKPOINT_METADATA is unreadable"),
     ],
 )
 def test_damaged_latest_checkpoint_falls_back_to_the_newest_good_one(tmp_path, caplog, how, why):

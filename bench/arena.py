@@ -132,8 +132,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     step = args.step
     if step is None:
-        with Checkpointer(args.workdir) as ckpt:
-            step = ckpt.latest_step()
+        with Checkpointer(args.workdir, read_only=True) as ckpt:
+            step = ckpt.latest_good_step()
     agent = Agent.load(args.workdir, step=step)
     if args.untrained:
         agent = dataclasses.replace(agent, params=agent.model.init(jax.random.PRNGKey(args.seed)), _jitted={})

@@ -53,6 +53,7 @@ _EXPORTS = {
     "random_rollout_value": "jaxrl_reason.search",
     "selfplay": "jaxrl_reason.search",
     "Agent": "jaxrl_reason.run",
+    "CheckpointError": "jaxrl_reason.run",
     "Checkpointer": "jaxrl_reason.run",
     "evaluate": "jaxrl_reason.evaluation",
     "TrainState": "jaxrl_reason.training",
@@ -99,7 +100,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     from jaxrl_reason.evaluation import evaluate  # noqa: F401
     from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig, rollout  # noqa: F401
     from jaxrl_reason.parallel import make_mesh  # noqa: F401
-    from jaxrl_reason.run import Agent, Checkpointer  # noqa: F401
+    from jaxrl_reason.run import Agent, Checkpointer, CheckpointError  # noqa: F401
     from jaxrl_reason.search import (  # noqa: F401
         DecodeResult,
         SearchConfig,

@@ -20,6 +20,7 @@ from jaxrl_reason.evaluation.heldout import evaluate
 from jaxrl_reason.evaluation.sweep import sweep_workdir
 from jaxrl_reason.problems import heldout_problems
 from jaxrl_reason.run.agent import METHODS, Agent
+from jaxrl_reason.run.checkpoint import CheckpointError
 
 
 def _positive_int(text: str) -> int:
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         # every device of this process gets its share of the problems (8 fake ones on a CPU-only machine)
         agent = Agent.load(args.workdir, step=args.step, mesh=parallel.make_mesh(-1, 1))
         problems = _problems(args, agent)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     config = agent.config

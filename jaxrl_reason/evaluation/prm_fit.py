@@ -30,6 +30,7 @@ from jaxrl_reason.algorithms.common import value_head_only
 from jaxrl_reason.algorithms.prm import mc_labels, prm_loss, prm_targets, step_boundaries
 from jaxrl_reason.problems import heldout_problems, initial_states, padded_chunks, problem_key, sample_problem_dicts
 from jaxrl_reason.run.agent import Agent
+from jaxrl_reason.run.checkpoint import CheckpointError
 from jaxrl_reason.run.prm_io import save_prm
 from jaxrl_reason.run.sampling import sample_responses as _sample_responses
 
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         report = _fit_from_args(args)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=2))

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from jaxrl_reason.config import ConfigError, load_config
+from jaxrl_reason.run.checkpoint import CheckpointError
 from jaxrl_reason.training.loop import train
 from jaxrl_reason.training.state import TrainingError
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides)
         train(config, args.workdir, progress=not args.no_progress)
-    except (ConfigError, TrainingError, ValueError) as e:
+    except (ConfigError, TrainingError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     return 0

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jaxrl_reason.config import ConfigError, config_to_dict
 from jaxrl_reason.models import TransformerConfig
 from jaxrl_reason.run.agent import Agent
-from jaxrl_reason.run.checkpoint import Checkpointer
+from jaxrl_reason.run.checkpoint import Checkpointer, CheckpointError
 from jaxrl_reason.training.state import TrainState, build_model
 
 
@@ -68,10 +68,10 @@ def init_params_from(config, env, model, state: TrainState) -> tuple[TrainState,
     step = None if config.init.step < 0 else int(config.init.step)
     try:
         with Checkpointer(src_dir, read_only=True) as ckpt:  # the step to take, named in the log line
-            step = ckpt.latest_step() if step is None else step
+            step = ckpt.latest_good_step() if step is None else step
             source = f"{ckpt.directory}/{step}"
         src = Agent.load(src_dir, step=step)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, CheckpointError) as e:
         raise ConfigError(f"init.workdir={src_dir!r}: {e} (expected a run directory with a checkpoint)") from None
     mine, theirs = dataclasses.asdict(model.config), dataclasses.asdict(src.model.config)
     if mine != theirs:

@@ -23,6 +23,7 @@ of its own devices).
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Sequence
@@ -227,13 +228,15 @@ def init_sharded(init_fn, mesh: Mesh, model, tx) -> Any:
 
 def jit_train_fns(cls, mesh: Mesh, abstract_state: Any, model, tx, **fns) -> Any:
     """``cls(mesh=mesh, **{name: jit(fn)})``: each ``fn(state, *rest) -> (state, metrics)`` compiled with the
-    state's shardings in and out (state donated), metrics replicated, other inputs as they come."""
-    import inspect
-
+    state's shardings in and out (state donated), metrics replicated, other inputs as they come; a None
+    function stays None."""
     state_sh = state_shardings(abstract_state, model, tx, mesh)
     rep = replicated(mesh)
     jitted = {}
     for name, fn in fns.items():
+        if fn is None:
+            jitted[name] = None
+            continue
         extra = len(inspect.signature(fn).parameters) - 1
         jitted[name] = jax.jit(
             fn,

@@ -79,11 +79,17 @@ def demonstration_set(env, problem_dicts: list[dict]) -> dict[str, np.ndarray]:
 
 
 def run_problem_sets(env, seed: int, num_train: int, num_eval: int) -> tuple[list[dict], list[dict]]:
-    """A run's demonstration problems and its held-out problems (disjoint), both from `seed`."""
+    """A run's demonstration problems and its held-out problems (disjoint), both from `seed`: the held-out
+    set first, then the training set sampled without any held-out problem."""
     key = jax.random.PRNGKey(seed)
-    train = sample_problem_dicts(env, jax.random.fold_in(key, 101), num_train)
-    seen = {problem_key(d) for d in train}
-    return train, sample_problem_dicts(env, jax.random.fold_in(key, 202), num_eval, exclude=seen)
+    heldout = sample_problem_dicts(env, jax.random.fold_in(key, 202), num_eval)
+    return training_problems(env, seed, num_train, heldout), heldout
+
+
+def training_problems(env, seed: int, num: int, heldout: Sequence[dict]) -> list[dict]:
+    """`num` distinct problems for imitation (demonstrations, a teacher's samples), none of them held out."""
+    exclude = {problem_key(d) for d in heldout}
+    return sample_problem_dicts(env, jax.random.fold_in(jax.random.PRNGKey(seed), 101), num, exclude=exclude)
 
 
 def heldout_problems(env, config) -> list[dict]:
@@ -93,7 +99,64 @@ def heldout_problems(env, config) -> list[dict]:
         return read_problems(
             config.eval.tfds_name, data_dir=config.eval.tfds_data_dir, split=config.eval.get("tfds_split", "test")
         )
-    return run_problem_sets(env, config.seed, config.sft.num_examples, config.eval.num_problems)[1]
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 202)
+    return sample_problem_dicts(env, key, config.eval.num_problems)
+
+
+def run_problems(env, config) -> tuple[list[dict], list[dict]]:
+    """The one place a run's problem sets come from: ``(imitation problems, held-out problems)``, disjoint.
+    The RL streams exclude the same held-out set (:func:`stream_init`)."""
+    heldout = heldout_problems(env, config)
+    return training_problems(env, config.seed, config.sft.num_examples, heldout), heldout
+
+
+#: a training stream redraws a held-out problem at most this many times: with a held-out share of the problem
+#: distribution at most MAX_HELDOUT_SHARE (checked up front), one still held out after that has probability < 1e-19
+MAX_REDRAWS = 64
+MAX_HELDOUT_SHARE = 0.5
+
+
+def _check_share(env, held_out, size: int, draws: int = 2048) -> None:
+    """Refuses a held-out set that covers most of the env's problem distribution (estimated from `draws`)."""
+    problems = jax.vmap(env.sample_problem)(jax.random.split(jax.random.PRNGKey(0), draws))
+    share = float(jax.jit(jax.vmap(held_out))(problems).mean())
+    if share > MAX_HELDOUT_SHARE:
+        raise ValueError(
+            f"the {size} held-out problems are {share:.0%} of what {env.spec.env_id} samples; training streams "
+            f"must be able to avoid them (at most {MAX_HELDOUT_SHARE:.0%}): use fewer eval problems or a harder task"
+        )
+
+
+def stream_init(env, heldout: Sequence[dict]):
+    """``init(key) -> EnvState`` for the training streams (self-play, RL, expert iteration): ``env.init(key)``
+    unless its problem is one of `heldout`, then a problem redrawn from ``fold_in(key, i)`` until it is not.
+    Pure (jit and vmap it); the held-out problems are a constant table compared by value."""
+    if not heldout or not hasattr(env, "problem_from_dict"):
+        return env.init
+    table = stack_problems(env, list(heldout))
+
+    def held_out(problem) -> jax.Array:
+        same = [
+            (t == jnp.asarray(p)[None]).reshape(t.shape[0], -1).all(axis=1)
+            for t, p in zip(jax.tree.leaves(table), jax.tree.leaves(problem), strict=True)
+        ]
+        return jnp.stack(same).all(axis=0).any()
+
+    _check_share(env, held_out, len(heldout))
+
+    def init(key):
+        def redraw(carry):
+            i, _ = carry
+            return i + 1, env.sample_problem(jax.random.fold_in(key, i))
+
+        def again(carry):
+            i, problem = carry
+            return held_out(problem) & (i < MAX_REDRAWS)
+
+        _, problem = jax.lax.while_loop(again, redraw, (jnp.int32(0), env.sample_problem(key)))
+        return env.init_from_problem(problem)
+
+    return init
 
 
 def write_heldout(env, config, name: str, *, data_dir: str | os.PathLike, split: str = "test") -> str:

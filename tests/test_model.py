@@ -226,7 +226,7 @@ def test_extend_with_prefix_and_path_segments_equals_full_forward(num_kv_heads):
     # the cache's segment is a LayerSegment read in place; the same K/V stacked as extend returns
     # them, ([Lyr, B, S, G, Dh], converted inside the call), gives the same outputs
     seg = cache.segment()
-    assert isinstance(seg, jr.LayerSegment) and seg.k is cache.k and seg.v is cache.v
+    assert isinstance(seg, jr.models.LayerSegment) and seg.k is cache.k and seg.v is cache.v
     stacked_k = jnp.stack([k if c.num_kv_heads < c.num_heads else jnp.swapaxes(k, -1, -2) for k in cache.k])
     stacked = (jnp.moveaxis(stacked_k, -1, 2), jnp.swapaxes(jnp.stack(cache.v), 2, 3), seg.mask)
     l_st, v_st, _ = extend(params, seq[rows, new_pos], new_pos, (stacked, path_seg))
@@ -253,7 +253,7 @@ def test_bad_inputs_raise_value_errors():
     k = jnp.zeros((CFG.num_layers, 2, 4, CFG.num_heads, CFG.head_dim + 2))
     with pytest.raises(ValueError, match=r"context\[0\]: expected k, v"):
         model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [(k, k, jnp.ones((2, 4)))])
-    bad = jr.LayerSegment.from_kv(k, k, jnp.ones((2, 4), bool), k_transposed=False)  # head_dim off by 2
+    bad = jr.models.LayerSegment.from_kv(k, k, jnp.ones((2, 4), bool), k_transposed=False)  # head_dim off by 2
     with pytest.raises(ValueError, match=r"context\[0\]: expected a LayerSegment of 2 layers"):
         model.extend(params, jnp.zeros((2, 1), jnp.int32), jnp.zeros((2, 1), jnp.int32), [bad])
     short = bad.replace(k=bad.k[:1], v=bad.v[:1])

@@ -33,6 +33,7 @@ class BuildContext:
     mesh: Any
     apply_grads: Callable  # (state, loss_fn, *, trunk_frozen=None) -> (state, metrics)
     start: int  # the first step of the RL phase (after imitation)
+    init: Callable  # key -> EnvState of a training problem, never a held-out one (problems.stream_init)
 
 
 @dataclasses.dataclass(frozen=True)

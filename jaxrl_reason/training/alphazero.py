@@ -67,7 +67,7 @@ def _collect_fn(ctx):
     def collect(state):
         key = jax.random.fold_in(state.key, state.step)
         k_init, k_play = jax.random.split(jax.random.fold_in(key, 1))
-        states = jax.vmap(env.init)(jax.random.split(k_init, sp.num_episodes))
+        states = jax.vmap(ctx.init)(jax.random.split(k_init, sp.num_episodes))
         traj = parallel.map_examples(play_one, mesh, state.params, states, jax.random.split(k_play, sp.num_episodes))
         idx = (state.buffer_count + jnp.arange(sp.num_episodes)) % capacity(config)
         replay = {k: v.at[idx].set(getattr(traj, k).astype(v.dtype)) for k, v in state.buffer.items()}

@@ -29,7 +29,7 @@ from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
 from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.evaluation.heldout import evaluate
-from jaxrl_reason.problems import heldout_problems, run_problem_sets
+from jaxrl_reason.problems import run_problems, stream_init
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer
 from jaxrl_reason.run.metrics import MetricsWriter, plot_learning_curves
@@ -76,12 +76,13 @@ def make_apply_grads(tx):
     return apply_grads
 
 
-def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
+def make_train_fns(config, env, model, tx, *, mesh=None, heldout=()) -> TrainFns:
     """Builds the pure update functions of a run and jits them (state donated).
 
     They are compiled for `mesh` (default: the config's ``mesh.*`` over all devices) with the train
     state's shardings (:func:`jaxrl_reason.parallel.state_shardings`); batches are split over ``data``.
-    The RL phase's ``collect``/``update`` come from the algorithm table (:mod:`jaxrl_reason.training.algorithm`).
+    The RL phase's ``collect``/``update`` come from the algorithm table (:mod:`jaxrl_reason.training.algorithm`);
+    their problems never include `heldout` (problem dicts; :func:`jaxrl_reason.problems.stream_init`).
     """
     mesh = parallel.mesh_from_config(config) if mesh is None else mesh
     apply_grads = make_apply_grads(tx)
@@ -89,7 +90,8 @@ def make_train_fns(config, env, model, tx, *, mesh=None) -> TrainFns:
     algo = get_algorithm(config)
     if algo is not None:
         start = config.sft.steps if is_reasoning_task(env) else 0
-        ctx = BuildContext(config=config, env=env, model=model, mesh=mesh, apply_grads=apply_grads, start=start)
+        init = stream_init(env, heldout)
+        ctx = BuildContext(config, env, model, mesh, apply_grads, start, init)
         fns["collect"], fns["update"] = algo.build(ctx)
     else:
         fns["collect"] = fns["update"] = None
@@ -109,7 +111,8 @@ class _Run:
     meta: dict
     is_main: bool
     sft_data: Any = None
-    eval_problems: Any = None
+    train_problems: Any = None  # imitation problems (reasoning tasks), disjoint from eval_problems
+    eval_problems: Any = None  # the held-out problems (reasoning tasks)
     agent: Any = None
 
 
@@ -120,14 +123,17 @@ def _start(config, workdir: str):
     env = make(config.env_id, **dict(config.env_kwargs))
     model, tx = build_model(config, env), build_optimizer(config)
     mesh = parallel.mesh_from_config(config)
+    train_dicts, heldout = run_problems(env, config) if is_reasoning_task(env) else (None, None)
     run = _Run(
         config,
         workdir,
         env,
-        make_train_fns(config, env, model, tx, mesh=mesh),
+        make_train_fns(config, env, model, tx, mesh=mesh, heldout=heldout or ()),
         None,
         run_meta(config, env),
         jax.process_index() == 0,
+        train_problems=train_dicts,
+        eval_problems=heldout,
     )
     _progress_out.log(
         run.is_main,
@@ -150,15 +156,10 @@ def _start(config, workdir: str):
     return run, state
 
 
-def _problem_sets(run: _Run, step: int) -> None:
-    """The imitation data (only if imitation is not finished) and the held-out problems."""
-    config, env = run.config, run.env
-    if not is_reasoning_task(env):
-        return
-    train_dicts, _ = run_problem_sets(env, config.seed, config.sft.num_examples, config.eval.num_problems)
-    run.eval_problems = heldout_problems(env, config)
-    if config.sft.steps > step:
-        run.sft_data = imitation.imitation_data(config, env, run.agent.model, train_dicts)
+def _imitation_data(run: _Run, step: int) -> None:
+    """The imitation data, built only if imitation is not finished."""
+    if run.train_problems is not None and run.config.sft.steps > step:
+        run.sft_data = imitation.imitation_data(run.config, run.env, run.agent.model, run.train_problems)
 
 
 def _train_step(run: _Run, state, step: int, sft_steps: int, extra: dict):
@@ -212,7 +213,7 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     t_start = time.time()
     run, state = _start(config, workdir)
     step = int(state.step)
-    _problem_sets(run, step)
+    _imitation_data(run, step)
     sft_steps = config.sft.steps if run.eval_problems is not None else 0
     end = config.total_steps if get_algorithm(config) is not None else min(config.total_steps, sft_steps)
     writer = MetricsWriter(workdir, enabled=run.is_main)

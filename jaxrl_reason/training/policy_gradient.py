@@ -49,7 +49,7 @@ def build(ctx):
     def sample(state):
         key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
         k_init, k_roll = jax.random.split(key)
-        states = jax.vmap(env.init)(jax.random.split(k_init, n))
+        states = jax.vmap(ctx.init)(jax.random.split(k_init, n))
         states = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), states)  # rows i*g .. i*g+g-1: problem i
         traj = rollout(model, state.params, env, states, k_roll, temperature=rl.temperature, masked_log_probs=False)
         rewards = traj.returns[:, 0].reshape(n, g)

@@ -62,6 +62,9 @@ class HostVerifiedTask(ReasoningTask):
       truncate_prompts: what to do with a prompt longer than ``max_prompt_length - 1`` tokens:
         ``None`` (default) raises ValueError; ``"left"`` keeps its last tokens; ``"right"`` keeps its
         first tokens.
+      reward_needs_answer: whether the scorer compares with a stored answer (default True, the safe
+        side: test-time search never uses such a reward). Pass False only for a scorer that checks a
+        response from the problem alone (e.g. an expression against a target); see ``EnvSpec``.
 
     Shapes: problem = [] int32 index into ``problems``; ``spec.num_actions = tokenizer.vocab_size``.
     """
@@ -81,6 +84,7 @@ class HostVerifiedTask(ReasoningTask):
         response_alphabet: str | None = None,
         max_prompt_length: int | None = None,
         truncate_prompts: str | None = None,
+        reward_needs_answer: bool = True,
     ):
         tokenizer = tokenizer or ASCII_TOKENIZER
         super().__init__(tokenizer=tokenizer, max_response_length=max_response_length)
@@ -92,6 +96,7 @@ class HostVerifiedTask(ReasoningTask):
         if truncate_prompts not in (None, "left", "right"):
             raise ValueError(f"truncate_prompts must be None, 'left' or 'right', got {truncate_prompts!r}")
         self.env_id = env_id
+        self.reward_needs_answer = bool(reward_needs_answer)
         self.problems = problems
         self.scorer = scorer
         self.prompt_key = prompt_key
@@ -229,8 +234,7 @@ class HostVerifiedTask(ReasoningTask):
         # The callback runs every step (vmap turns a cond into a select, and the template steps
         # finished rows too) but scores only rows whose episode ends now: `state.done` is still the
         # flag from before this action.
-        is_eos = action == self.spec.eos_id
-        full = state.length >= self.spec.max_length
+        is_eos, full = self._ends(state, action)
         ends_now = (is_eos | full) & ~state.done
         reward = self._host_reward(state.problem, state.tokens, state.prompt_length, state.length, ends_now)
         return state.replace(rewards=reward[None], terminated=is_eos, truncated=full & ~is_eos)

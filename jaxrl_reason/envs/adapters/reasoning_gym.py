@@ -79,6 +79,7 @@ def make_rg_env(
     max_prompt_length: int | None = None,
     truncate_prompts: str | None = None,
     response_alphabet: str | None = None,
+    reward_needs_answer: bool = True,
     **dataset_kwargs: Any,
 ) -> HostVerifiedTask:
     """Builds ``rg/<name>-v0`` (the registry passes ``rest = "<name>-v0"``).
@@ -93,6 +94,8 @@ def make_rg_env(
       max_prompt_length, truncate_prompts: see :class:`HostVerifiedTask` (long questions raise a
         ValueError unless truncated).
       response_alphabet: characters the model may write (legal actions); default the whole alphabet.
+      reward_needs_answer: see :class:`HostVerifiedTask`; default True (reasoning-gym scorers may read
+        the entry's stored answer). Declare False only for a dataset whose scorer checks the problem alone.
       **dataset_kwargs: the dataset's own config (e.g. ``min_numbers=3`` for countdown).
 
     The tokenizer's alphabet is printable ASCII + newline + tab + any other character found in the
@@ -131,4 +134,5 @@ def make_rg_env(
         response_alphabet=response_alphabet,
         max_prompt_length=max_prompt_length,
         truncate_prompts=truncate_prompts,
+        reward_needs_answer=reward_needs_answer,
     )

@@ -1,6 +1,7 @@
 """Host-verifier bridge: a Python scorer supplies the reward of a token env through pure_callback."""
 
 import json
+import multiprocessing
 
 import jax
 import jax.numpy as jnp
@@ -19,13 +20,25 @@ PROBLEMS = [
 
 
 class ExactMatch:
-    """1.0 for the exact answer, 0.25 if it matches after stripping spaces, else 0; counts its calls."""
+    """1.0 for the exact answer, 0.25 if it matches after stripping spaces, else 0; counts its calls.
+
+    The count lives in shared memory: the env calls the scorer in its (forked) worker process.
+    """
 
     def __init__(self):
-        self.calls = 0
+        self._calls = multiprocessing.Value("i", 0)
+
+    @property
+    def calls(self):
+        return self._calls.value
+
+    @calls.setter
+    def calls(self, value):
+        self._calls.value = value
 
     def __call__(self, problem, text):
-        self.calls += 1
+        with self._calls.get_lock():
+            self._calls.value += 1
         answer = extract_answer_text(text, TOK)
         if answer is None:
             return 0.0

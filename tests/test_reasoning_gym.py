@@ -85,7 +85,7 @@ def test_missing_extra_names_the_install_command(monkeypatch):
 
 
 def test_answers_with_characters_outside_the_gold_answers_never_reach_the_scorer():
-    env = jr.make("rg/countdown-v0", size=8, seed=3)
+    env = jr.make("rg/countdown-v0", size=8, seed=3, timeout_s=None)  # in-process: `calls` sees the calls
     scorer = env.scorer
     calls = []
     real = scorer.dataset.score_answer

@@ -79,6 +79,7 @@ def make_rg_env(
     max_prompt_length: int | None = None,
     truncate_prompts: str | None = None,
     response_alphabet: str | None = None,
+    timeout_s: float | None = 5.0,
     reward_needs_answer: bool = True,
     **dataset_kwargs: Any,
 ) -> HostVerifiedTask:
@@ -94,6 +95,8 @@ def make_rg_env(
       max_prompt_length, truncate_prompts: see :class:`HostVerifiedTask` (long questions raise a
         ValueError unless truncated).
       response_alphabet: characters the model may write (legal actions); default the whole alphabet.
+      timeout_s: time limit of one scoring call (default 5 s; sympy-based scorers can compute for
+        minutes on answers such as ``9**9**9``); a call past it scores 0. See :class:`HostVerifiedTask`.
       reward_needs_answer: see :class:`HostVerifiedTask`; default True (reasoning-gym scorers may read
         the entry's stored answer). Declare False only for a dataset whose scorer checks the problem alone.
       **dataset_kwargs: the dataset's own config (e.g. ``min_numbers=3`` for countdown).
@@ -134,5 +137,6 @@ def make_rg_env(
         response_alphabet=response_alphabet,
         max_prompt_length=max_prompt_length,
         truncate_prompts=truncate_prompts,
+        timeout_s=timeout_s,
         reward_needs_answer=reward_needs_answer,
     )

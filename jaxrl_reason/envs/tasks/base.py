@@ -1,12 +1,13 @@
 """Verifiable reasoning tasks: the shared machinery of every one-player task.
 
 Layout of an episode's tokens: ``[bos] prompt response``; the response is free tokens that end with
-EOS or after ``max_response_length`` tokens (whatever the prompt's length: the episode is truncated at
-``prompt_length + max_response_length``, so ``verify``'s window always holds the whole response). By convention a response is ``reasoning <ans> answer``. The reward at the
-end is ``verify(problem, tokens, prompt_length, length)``: 1.0 when the response holds **exactly one**
-answer marker and the text after it (up to EOS) is a correct answer in the task's canonical form,
-else 0.0. The same rule in plain Python is ``score_text(problem_dict, text)``; the two agree exactly
-on every response (tested on fuzzed and adversarial sets).
+EOS or after ``max_response_length`` tokens, whatever the prompt's length (the episode is truncated at
+``prompt_length + max_response_length``, so ``verify``'s window always holds the whole response). By
+convention a response is ``reasoning <ans> answer``. The reward at the end is
+``verify(problem, tokens, prompt_length, length)``: 1.0 when the response holds **exactly one** answer
+marker and the text after it (up to EOS) is a correct answer in the task's canonical form, else 0.0.
+The same rule in plain Python is ``score_text(problem_dict, text)``; the two agree exactly on every
+response an episode can hold (tested on fuzzed, untrimmed and adversarial sets).
 
 A task subclass supplies, as pairs that must agree:
 

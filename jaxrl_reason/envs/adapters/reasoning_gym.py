@@ -11,7 +11,9 @@ sympy (countdown uses ``sympy.parse_expr``, which evaluates Python). So an answe
 scorer only if every character of it occurs in the dataset's own gold answers (plus digits and
 space); any other answer scores 0 without reaching the scorer. For countdown that is digits,
 ``+-*/()`` and space: no names, quotes or attribute access ever reach ``parse_expr``. You can also
-restrict what the model may write at all with ``response_alphabet`` (the env's legal actions).
+restrict what the model may write at all with ``response_alphabet`` (the env's legal actions). Allowed
+characters can still make a scorer compute for minutes (sympy on ``9**9**9``), so every call runs under
+``timeout_s`` (default 5 s) and a call past it scores 0 (see :class:`HostVerifiedTask`).
 """
 
 from __future__ import annotations

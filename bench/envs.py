@@ -6,7 +6,8 @@ compile with ``block_until_ready``). For the reasoning tasks also: ``jit(vmap(ve
 (responses/s); agreement on a fuzz set of UNTRIMMED responses (random token strings, near-miss edits
 of demonstrations, and long responses that reach or pass the response window) played token by token
 through ``env.step`` (a jitted ``lax.scan`` over a batch) against ``score_text`` of the response each
-episode holds; and demonstrations scoring 1 by ``score_text``, ``verify`` and ``env.step``.
+episode holds; and demonstrations scoring 1 by ``score_text``, ``verify`` and ``env.step``. Last, the
+overhead of running host scorers under a time limit (in a worker process).
 
     python bench/envs.py                      # batch 1024, 10,000 fuzzed responses per task
     python bench/envs.py --fuzz 1000 --demos 100 --ids countdown-v0
@@ -143,6 +144,35 @@ def check_agreement(env, num_fuzz: int, num_demos: int) -> dict:
     }
 
 
+def bench_host_time_limit(batch: int, repeats: int) -> dict:
+    """Cost of the host scorers' time limit: ``jit(vmap(verify))`` of a ``HostVerifiedTask`` with an exact-match
+    scorer, in a worker process (``timeout_s=5``) vs in this process (``timeout_s=None``)."""
+    tok = jr.ASCII_TOKENIZER
+    problems = [{"prompt": f"q{i}", "answer": str(i)} for i in range(batch)]
+    out = {}
+    for name, timeout_s in (("worker_timeout_5s", 5.0), ("in_process", None)):
+        env = jr.HostVerifiedTask(problems, _exact_match, max_response_length=16, timeout_s=timeout_s)
+        states = jax.vmap(env.init_from_problem)(jnp.arange(batch, dtype=jnp.int32))
+        tokens, plen = np.asarray(states.tokens).copy(), np.asarray(states.prompt_length)
+        lengths = plen.copy()
+        for r in range(batch):
+            ids = tok.encode(tok.answer_marker + str(r))
+            tokens[r, plen[r] : plen[r] + len(ids)] = ids
+            lengths[r] += len(ids)
+        args = (states.problem, jnp.asarray(tokens), states.prompt_length, jnp.asarray(lengths))
+        sec, rewards = _timed(jax.jit(jax.vmap(env.verify)), *args, repeats=repeats)
+        assert float(rewards.sum()) == batch
+        out[name + "_ms"] = round(1e3 * sec, 2)
+        env.close()
+    out["batch"] = batch
+    out["ratio"] = round(out["worker_timeout_5s_ms"] / out["in_process_ms"], 2)
+    return out
+
+
+def _exact_match(problem: dict, text: str) -> float:
+    return float(text.split(jr.ASCII_TOKENIZER.answer_marker)[-1] == problem["answer"])
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -176,6 +206,7 @@ def main(argv=None) -> dict:
             r["agreement"] = check_agreement(env, args.fuzz, args.demos)
         results[env_id] = r
         print(env_id, json.dumps(r), file=sys.stderr, flush=True)
+    results["host_scorer_time_limit"] = bench_host_time_limit(256, max(args.repeats, 10))
     out = {
         "command": " ".join(["python"] + sys.argv),
         "machine": {

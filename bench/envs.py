@@ -3,9 +3,11 @@
 For every registered env id that imports: env steps/s of ``jit(vmap(step))`` at a fixed batch with
 random legal actions (``lax.scan`` over steps, finished episodes re-initialized in place, timed after
 compile with ``block_until_ready``). For the reasoning tasks also: ``jit(vmap(verify))`` throughput
-(responses/s), JAX-verifier == Python-reference agreement on a fuzz set (random token strings and
-near-miss edits of demonstrations), and demonstrations scoring 1 by ``score_text``, ``verify`` and
-``env.step``.
+(responses/s); agreement on a fuzz set of UNTRIMMED responses (random token strings, near-miss edits
+of demonstrations, and long responses that reach or pass the response window) played token by token
+through ``env.step`` (a jitted ``lax.scan`` over a batch) against ``score_text`` of the response each
+episode holds; and demonstrations scoring 1 by ``score_text``, ``verify`` and ``env.step``. Last, the
+overhead of running host scorers under a time limit (in a worker process).
 
     python bench/envs.py                      # batch 1024, 10,000 fuzzed responses per task
     python bench/envs.py --fuzz 1000 --demos 100 --ids countdown-v0
@@ -92,6 +94,21 @@ def bench_verify(env, batch: int, repeats: int) -> dict:
     return {"batch": batch, "responses_per_s": round(batch / sec)}
 
 
+def _fuzz_set(env, dicts, num_fuzz: int, rng) -> tuple[list, list]:
+    """Per problem: a quarter random strings, a quarter near misses, half long responses (untrimmed)."""
+    per = -(-num_fuzz // len(dicts))
+    probs, texts = [], []
+    for d in dicts:
+        q = per // 4
+        texts += (
+            _fuzz.random_responses(env, rng, q)
+            + _fuzz.near_misses(env, d, rng, q)
+            + _fuzz.long_responses(env, d, rng, per - 2 * q)
+        )
+        probs += [d] * per
+    return probs, texts
+
+
 def check_agreement(env, num_fuzz: int, num_demos: int) -> dict:
     rng = np.random.default_rng(0)
     num_problems = max(num_demos, 1)
@@ -101,27 +118,59 @@ def check_agreement(env, num_fuzz: int, num_demos: int) -> dict:
     t = time.perf_counter()
     demos = [env.demonstration(d) for d in dicts[:num_demos]]
     demo_s = time.perf_counter() - t
-    per = -(-num_fuzz // num_problems)
-    probs, texts = [], []
-    for d in dicts:
-        texts += _fuzz.random_responses(env, rng, per // 2) + _fuzz.near_misses(env, d, rng, per - per // 2)
-        probs += [d] * per
-    rewards, scores, _ = _fuzz.verify_texts(env, probs, texts, batch=1024)
+    probs, texts = _fuzz_set(env, dicts, num_fuzz, rng)
+    t = time.perf_counter()
+    played = _fuzz.play_responses(env, probs, texts, batch=1024)
+    play_s = time.perf_counter() - t
     demo_rewards, demo_scores, _ = _fuzz.verify_texts(env, dicts[:num_demos], demos, batch=1024)
-    played, _ = _fuzz.play_texts(env, dicts[:num_demos], demos, batch=1024)
+    demo_played = _fuzz.play_responses(env, dicts[:num_demos], demos, batch=1024).rewards
     lengths = [len(env.tokenizer.encode(x)) + 1 for x in demos]
     return {
         "fuzz_responses": len(texts),
-        "fuzz_disagreements": int(np.sum(rewards != scores)),
-        "fuzz_correct_fraction": round(float(np.mean(scores)), 4),
+        "fuzz_disagreements": int(np.sum(played.rewards != played.scores)),
+        "fuzz_longer_than_window": int(np.sum(played.num_tokens > env.max_response_length)),
+        "fuzz_truncated_at_window": int(played.truncated.sum()),
+        "fuzz_not_ended": int(np.sum(~played.done)),
+        "fuzz_held_not_prefix": sum(not t.startswith(r) for t, r in zip(texts, played.responses, strict=True)),
+        "fuzz_correct_fraction": round(float(np.mean(played.scores)), 4),
+        "fuzz_play_s": round(play_s, 2),
         "demos": num_demos,
-        "demos_not_scoring_1": int(np.sum((demo_rewards != 1) | (demo_scores != 1) | (played != 1))),
+        "demos_not_scoring_1": int(np.sum((demo_rewards != 1) | (demo_scores != 1) | (demo_played != 1))),
         "demo_response_tokens_max": max(lengths, default=0),
         "demo_response_tokens_mean": round(float(np.mean(lengths)), 2) if lengths else 0,
         "max_response_length": env.max_response_length,
         "max_prompt_length": env.spec.max_prompt_length,
         "demonstration_s": round(demo_s, 3),
     }
+
+
+def bench_host_time_limit(batch: int, repeats: int) -> dict:
+    """Cost of the host scorers' time limit: ``jit(vmap(verify))`` of a ``HostVerifiedTask`` with an exact-match
+    scorer, in a worker process (``timeout_s=5``) vs in this process (``timeout_s=None``)."""
+    tok = jr.ASCII_TOKENIZER
+    problems = [{"prompt": f"q{i}", "answer": str(i)} for i in range(batch)]
+    out = {}
+    for name, timeout_s in (("worker_timeout_5s", 5.0), ("in_process", None)):
+        env = jr.HostVerifiedTask(problems, _exact_match, max_response_length=16, timeout_s=timeout_s)
+        states = jax.vmap(env.init_from_problem)(jnp.arange(batch, dtype=jnp.int32))
+        tokens, plen = np.asarray(states.tokens).copy(), np.asarray(states.prompt_length)
+        lengths = plen.copy()
+        for r in range(batch):
+            ids = tok.encode(tok.answer_marker + str(r))
+            tokens[r, plen[r] : plen[r] + len(ids)] = ids
+            lengths[r] += len(ids)
+        args = (states.problem, jnp.asarray(tokens), states.prompt_length, jnp.asarray(lengths))
+        sec, rewards = _timed(jax.jit(jax.vmap(env.verify)), *args, repeats=repeats)
+        assert float(rewards.sum()) == batch
+        out[name + "_ms"] = round(1e3 * sec, 2)
+        env.close()
+    out["batch"] = batch
+    out["ratio"] = round(out["worker_timeout_5s_ms"] / out["in_process_ms"], 2)
+    return out
+
+
+def _exact_match(problem: dict, text: str) -> float:
+    return float(text.split(jr.ASCII_TOKENIZER.answer_marker)[-1] == problem["answer"])
 
 
 def _cpu_name() -> str:
@@ -157,6 +206,7 @@ def main(argv=None) -> dict:
             r["agreement"] = check_agreement(env, args.fuzz, args.demos)
         results[env_id] = r
         print(env_id, json.dumps(r), file=sys.stderr, flush=True)
+    results["host_scorer_time_limit"] = bench_host_time_limit(256, max(args.repeats, 10))
     out = {
         "command": " ".join(["python"] + sys.argv),
         "machine": {

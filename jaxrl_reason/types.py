@@ -64,6 +64,9 @@ class EnvSpec:
     bos_id: int = 1
     eos_id: int | None = 2  # None for games (they end by their rules)
     illegal_action_penalty: float = 0.0  # reward of the player who makes an illegal move
+    # True when the reward compares with a stored answer (test-time search must not use it as a verifier);
+    # False when it needs only the problem (countdown's expression check, a game's rules).
+    reward_needs_answer: bool = True
 
     @property
     def max_response_length(self) -> int:

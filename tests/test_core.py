@@ -128,6 +128,22 @@ def test_step_invariants_by_hand():
     assert s3.truncated and not s3.terminated and float(s3.rewards[0]) == 1.0
 
 
+def test_reward_needs_answer_for_every_registered_env():
+    """Each env declares whether its reward reads a stored answer (a new env must be listed here)."""
+    want = {
+        "addition-v0": True,
+        "countdown-v0": False,
+        "letter-count-v0": True,
+        "sort-v0": True,
+        "tic-tac-toe-v0": False,
+        "connect-four-v0": False,
+    }
+    assert set(jr.registered_envs()) == set(want)
+    for env_id, needs in want.items():
+        assert jr.make(env_id).spec.reward_needs_answer is needs, env_id
+    assert Echo().spec.reward_needs_answer is True  # the safe default of a task that does not say
+
+
 class BrokenEcho(Echo):
     def _step(self, state, action):
         state = super()._step(state, action)

@@ -1,6 +1,8 @@
 """Host-verifier bridge: a Python scorer supplies the reward of a token env through pure_callback."""
 
 import json
+import multiprocessing
+import time
 
 import jax
 import jax.numpy as jnp
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 
 import jaxrl_reason as jr
+from jaxrl_reason.envs.tasks import _fuzz
 from jaxrl_reason.envs.tasks.base import extract_answer_text
 
 TOK = jr.ASCII_TOKENIZER
@@ -19,13 +22,25 @@ PROBLEMS = [
 
 
 class ExactMatch:
-    """1.0 for the exact answer, 0.25 if it matches after stripping spaces, else 0; counts its calls."""
+    """1.0 for the exact answer, 0.25 if it matches after stripping spaces, else 0; counts its calls.
+
+    The count lives in shared memory: the env calls the scorer in its (forked) worker process.
+    """
 
     def __init__(self):
-        self.calls = 0
+        self._calls = multiprocessing.Value("i", 0)
+
+    @property
+    def calls(self):
+        return self._calls.value
+
+    @calls.setter
+    def calls(self, value):
+        self._calls.value = value
 
     def __call__(self, problem, text):
-        self.calls += 1
+        with self._calls.get_lock():
+            self._calls.value += 1
         answer = extract_answer_text(text, TOK)
         if answer is None:
             return 0.0
@@ -136,3 +151,66 @@ def test_bad_inputs_raise_clear_errors():
         jr.HostVerifiedTask(PROBLEMS, ExactMatch(), truncate_prompts="middle")
     with pytest.raises(ValueError, match="scorer must be a callable"):
         jr.HostVerifiedTask(PROBLEMS, "exact")
+
+
+def test_long_responses_end_at_the_window_and_stepping_equals_score_text():
+    """Problem 0's prompt is shorter than the buffer's: its episodes still end after 12 response tokens."""
+    env = _env()
+    a, e = TOK.answer_marker, TOK.eos
+    dicts, texts = [], []
+    for i, answer in enumerate(["5", "Paris", "11"]):
+        for k in range(16):
+            for tail in ("", e, "!" * 8):
+                dicts.append(PROBLEMS[i])
+                texts.append("x" * k + a + answer + tail)
+    played = _fuzz.play_responses(env, dicts, texts, batch=64)
+    np.testing.assert_array_equal(played.rewards, played.scores.astype(np.float32))
+    assert max(len(TOK.encode(r)) for r in played.responses) == env.max_response_length == 12
+    assert played.truncated.sum() > len(texts) // 2 and played.rewards.sum() > 0
+    # golden: "xxxxxx<ans>5" fills the window (12 tokens) and is right; one more "x" cuts the answer off
+    assert env.score_text(PROBLEMS[0], played.responses[3 * 10]) == 1.0 and played.rewards[3 * 10] == 1.0
+    assert played.responses[3 * 11] == "x" * 11 + a and played.rewards[3 * 11] == 0.0
+
+
+def _slow_or_boom(problem, text):
+    if "slow" in text:
+        time.sleep(60)
+    if "boom" in text:
+        raise KeyError("boom")
+    return float(extract_answer_text(text, TOK) == problem["answer"])
+
+
+def test_a_scorer_past_its_time_limit_scores_zero_and_is_counted():
+    env = jr.HostVerifiedTask(PROBLEMS, _slow_or_boom, max_response_length=12, timeout_s=0.5)
+    a = TOK.answer_marker
+    t = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="timeout_s=0.5"):
+        assert env.score_text(PROBLEMS[0], a + "slow") == 0.0
+    assert time.perf_counter() - t < 0.5 + 3.0 and env.num_timeouts == 1
+    assert env.score_text(PROBLEMS[0], a + "5") == 1.0  # a fresh worker scores the next call
+    # under jit + vmap: the slow row scores 0, the rows around it are still scored
+    rows = [(0, a + "5"), (1, a + "slow"), (2, a + "11")]
+    buffers, _ = _buffers(env, rows)
+    t = time.perf_counter()
+    with pytest.warns(RuntimeWarning):
+        got = np.asarray(jax.jit(jax.vmap(env.verify))(jnp.asarray([0, 1, 2], jnp.int32), *buffers))
+    np.testing.assert_array_equal(got, [1.0, 0.0, 1.0])
+    assert time.perf_counter() - t < 0.5 + 10.0 and env.num_timeouts == 2  # (includes compiling)
+    with pytest.raises(KeyError, match="boom"):  # a scorer's exception still propagates
+        env.score_text(PROBLEMS[0], a + "boom")
+    assert env.score_text(PROBLEMS[2], a + "11") == 1.0
+    env.close()
+
+
+def test_timeout_none_scores_in_process_and_bad_timeouts_raise():
+    calls = []
+    scorer = lambda problem, text: calls.append(text) or 1.0  # noqa: E731
+    env = jr.HostVerifiedTask(PROBLEMS, scorer, timeout_s=None)
+    assert env.score_text(PROBLEMS[1], "x") == 1.0 and calls == ["x"] and env.num_timeouts == 0
+    with pytest.raises(ValueError, match="timeout_s must be > 0"):
+        jr.HostVerifiedTask(PROBLEMS, scorer, timeout_s=0)
+
+
+def test_reward_needs_answer_defaults_to_true_and_can_be_declared():
+    assert _env().spec.reward_needs_answer is True
+    assert _env(reward_needs_answer=False).spec.reward_needs_answer is False

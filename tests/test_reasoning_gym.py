@@ -1,6 +1,7 @@
 """reasoning-gym adapter: rg/<dataset>-v0 envs score with the dataset's own score_answer."""
 
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import pytest
 
 import jaxrl_reason as jr
 from jaxrl_reason.envs.adapters.reasoning_gym import _import_reasoning_gym
+from jaxrl_reason.envs.tasks import _fuzz
 
 rg = pytest.importorskip("reasoning_gym")
 
@@ -85,7 +87,7 @@ def test_missing_extra_names_the_install_command(monkeypatch):
 
 
 def test_answers_with_characters_outside_the_gold_answers_never_reach_the_scorer():
-    env = jr.make("rg/countdown-v0", size=8, seed=3)
+    env = jr.make("rg/countdown-v0", size=8, seed=3, timeout_s=None)  # in-process: `calls` sees the calls
     scorer = env.scorer
     calls = []
     real = scorer.dataset.score_answer
@@ -99,3 +101,34 @@ def test_answers_with_characters_outside_the_gold_answers_never_reach_the_scorer
         assert env.score_text(entry, a + entry["answer"]) == 1.0 and calls == [entry["answer"]]
     finally:
         scorer.dataset.score_answer = real
+
+
+def test_a_scorer_that_computes_for_minutes_is_cut_off_at_the_time_limit():
+    """``9**9**9`` passes countdown's character filter; sympy would evaluate it for minutes."""
+    env = jr.make("rg/countdown-v0", size=4, seed=3, timeout_s=2.0)
+    entry = env.problem_to_dict(jnp.int32(0))
+    t = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="rg/countdown-v0"):
+        assert env.score_text(entry, env.tokenizer.answer_marker + "9**9**9") == 0.0
+    assert time.perf_counter() - t < 2.0 + 3.0 and env.num_timeouts == 1
+    assert env.score_text(entry, env.tokenizer.answer_marker + entry["answer"]) == 1.0
+    env.close()
+
+
+def test_rg_reward_needs_answer_defaults_to_true_and_can_be_declared():
+    assert jr.make("rg/countdown-v0", size=2, seed=0).spec.reward_needs_answer is True
+    assert jr.make("rg/countdown-v0", size=2, seed=0, reward_needs_answer=False).spec.reward_needs_answer is False
+
+
+def test_rg_long_responses_stepped_equal_score_text():
+    env = jr.make("rg/countdown-v0", size=4, seed=3, max_response_length=24)
+    a, n = env.tokenizer.answer_marker, env.max_response_length
+    dicts, texts = [], []
+    for i in range(4):
+        entry = env.problem_to_dict(jnp.int32(i))
+        for k in range(n - len(entry["answer"]) - 3, n + 2):
+            dicts.append(entry)
+            texts.append(" " * k + a + entry["answer"])
+    played = _fuzz.play_responses(env, dicts, texts, batch=32)
+    np.testing.assert_array_equal(played.rewards, played.scores.astype(np.float32))
+    assert 0 < played.rewards.sum() < len(texts) and played.truncated.any()

@@ -268,6 +268,78 @@ def test_demonstrations_and_fuzz_at_scale(env_id, harder):
     assert_agree(env, probs, texts)
 
 
+# -- long, untrimmed responses: stepping the env == score_text of what the episode holds ----------------
+def assert_played_agree(env, dicts, texts):
+    played = _fuzz.play_responses(env, dicts, texts)
+    bad = [(d, r, x, y) for d, r, x, y in zip(dicts, played.responses, played.rewards, played.scores, strict=True)]
+    bad = [b for b in bad if b[2] != b[3]]
+    assert not bad, f"env.step reward != score_text on {len(bad)} responses, e.g. {bad[:3]}"
+    assert played.done.all() and all(t.startswith(r) for t, r in zip(texts, played.responses, strict=True))
+    assert max(len(env.tokenizer.encode(r)) for r in played.responses) <= env.max_response_length
+    return played
+
+
+@pytest.mark.parametrize("harder", [False, True])
+@pytest.mark.parametrize("env_id", IDS)
+def test_untrimmed_long_responses_agree_when_stepped(env_id, harder):
+    env = env_of(env_id, harder)
+    dicts, _ = sampled(env_id, 16, harder)
+    rng = np.random.default_rng(7)
+    probs, texts = [], []
+    for d in dicts:
+        batch = _fuzz.long_responses(env, d, rng, 10) + _fuzz.random_responses(env, rng, 3)
+        texts += batch
+        probs += [d] * len(batch)
+    played = assert_played_agree(env, probs, texts)
+    over = played.num_tokens > env.max_response_length
+    assert over.sum() >= len(texts) // 3 and played.truncated.sum() >= len(texts) // 3  # the window is exercised
+    assert 0 < played.scores.sum()  # some answers fit just before the window's end
+
+
+@pytest.mark.parametrize(
+    ("env_id", "problem", "text", "response", "reward"),
+    [
+        # The window (33 tokens) ends after "<ans>3": the episode is truncated there and that answer is right.
+        ("addition-v0", {"a": 1, "b": 2}, "0" * 31 + ANS + "39" + EOS, "0" * 31 + ANS + "3", 1.0),
+        ("sort-v0", {"numbers": [5]}, "0" * 17 + ANS + "55" + EOS, "0" * 17 + ANS + "5", 1.0),
+        # A right answer that starts past the window: the episode ends before it, reward 0 by both paths.
+        ("addition-v0", {"a": 1, "b": 2}, "0" * 32 + ANS + "3" + EOS, "0" * 32 + ANS, 0.0),
+    ],
+)
+def test_response_window_regressions(env_id, problem, text, response, reward):
+    """Issue 15: these responses used to run past verify's window (reward by stepping != score_text)."""
+    env = jr.make(env_id)
+    state = env.init_from_problem(env.problem_from_dict(problem))
+    total = 0.0
+    for a in env.tokenizer.encode(text):
+        state = env.step(state, a)
+        total += float(state.rewards[0])
+    assert env.response_text(state) == response and bool(state.truncated)
+    assert int(state.length - state.prompt_length) == env.max_response_length
+    assert total == reward == env.score_text(problem, env.response_text(state))
+
+
+def test_countdown_deep_parentheses_do_not_recurse():
+    """The Python reference evaluates any nesting depth (it used to raise RecursionError), like verify."""
+    p = {"numbers": [1, 2], "target": 3}
+    wrong = "(" * 2000 + "1" + ")" * 2000  # uses one of the two numbers
+    right = "(" * 2000 + "1+2" + ")" * 2000
+    assert jr.make("countdown-v0").score_text(p, ANS + wrong) == 0.0
+    assert evaluate_text(right, 2) == (3, [1, 2]) and evaluate_text(wrong, 2) == (1, [1])
+    # verify agrees where a response window holds them (depth 600 already overflowed the old recursion).
+    env = jr.make("countdown-v0", num_numbers=2, max_response_length=1210)
+    texts = [ANS + "(" * 600 + x + ")" * 600 for x in ("1", "1+2", "2+1)")]
+    assert_agree(env, [p] * 3, texts, [0.0, 1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("env_id", "needs"), [("addition-v0", True), ("countdown-v0", False), ("letter-count-v0", True), ("sort-v0", True)]
+)
+def test_reward_needs_answer_is_declared(env_id, needs):
+    assert env_of(env_id).spec.reward_needs_answer is needs
+    assert env_of(env_id, True).spec.reward_needs_answer is needs
+
+
 # -- task-specific properties --------------------------------------------------------------------------
 def test_countdown_solver_handles_six_numbers_quickly():
     env = env_of("countdown-v0", harder=True)

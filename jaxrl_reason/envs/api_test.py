@@ -71,7 +71,9 @@ def api_test(env, *, num_episodes: int = 16, seed: int = 0, sparse_rewards: bool
     ended_with = [None] * num_episodes
     for t in range(spec.max_length + 1):
         all_done_before = bool(np.all(np.asarray(state.done)))
-        mask = np.asarray(state.legal_action_mask)
+        mask = np.asarray(state.legal_action_mask).copy()
+        if spec.eos_id is not None:  # odd episodes avoid EOS: they run to the end of the response window
+            mask[1::2, spec.eos_id] &= mask[1::2].sum(-1) == 1
         actions = np.array([rng.choice(np.flatnonzero(m)) for m in mask], np.int32)
         nxt = step(state, jnp.asarray(actions))
         if t == 0:
@@ -86,6 +88,14 @@ def api_test(env, *, num_episodes: int = 16, seed: int = 0, sparse_rewards: bool
         if all_done_before:  # finished episodes were stepped once more and stayed frozen
             break
     _check(np.all(np.asarray(state.done)), env, f"episodes did not end within max_length={spec.max_length} steps")
+    if spec.eos_id is not None:
+        longest = int(np.max(np.asarray(state.length) - np.asarray(state.prompt_length)))
+        _check(
+            longest <= spec.max_response_length,
+            env,
+            f"a response ran to {longest} tokens, past spec.max_response_length={spec.max_response_length} "
+            "(the window verify reads)",
+        )
     if hasattr(env, "score_text"):
         for final in ended_with:
             want = env.score_text(env.problem_to_dict(final.problem), env.response_text(final))

@@ -5,8 +5,10 @@ dicts holding a prompt text). Its problem pytree is the problem's int32 index; t
 tokenized once into a ``[N, max_prompt_length - 1]`` table, so ``init``/``step`` stay pure JAX. At
 the end of an episode ``verify`` hands the decoded response to ``scorer(problem_dict, response_text)``
 through :func:`jax.pure_callback` (works under ``jit`` and ``vmap``; the scorer runs on the host, once
-per finished episode). ``score_text`` calls the same scorer directly, outside jit, and the two agree
-exactly (the reward is cast to float32 in both).
+per finished episode). ``score_text`` calls the same scorer outside jit, and the two agree exactly (the
+reward is cast to float32 in both). Every call runs under a time limit (``timeout_s``, default 5 s) in a
+worker process (:mod:`~jaxrl_reason.envs.adapters.timed`): a call past it scores 0.0 and counts in
+``num_timeouts``.
 
 ``response_text`` is the response as text, cut before its first EOS: reasoning, the answer marker
 in its text form, the answer. :func:`~jaxrl_reason.envs.tasks.base.extract_answer_text` gives the
@@ -24,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl_reason.envs.adapters.timed import TimedScorer
 from jaxrl_reason.envs.tasks.base import ReasoningTask
 from jaxrl_reason.envs.tokenizer import Tokenizer
 from jaxrl_reason.types import Array, EnvState, HostScorer, PRNGKey
@@ -49,7 +52,9 @@ class HostVerifiedTask(ReasoningTask):
         passed on to the scorer untouched). Non-empty.
       scorer: ``score(problem_dict, response_text) -> float``; any Python callable, called with the
         original dict of ``problems``. Exceptions it raises propagate (under jit they abort the
-        computation), so a scorer of model text should handle bad input itself.
+        computation), so a scorer of model text should handle bad input itself. With a ``timeout_s``
+        it runs in a worker process (forked, not pickled): it must not call JAX, and state it changes
+        stays in the worker.
       env_id: the spec's env id.
       tokenizer: text <-> tokens; default :data:`ASCII_TOKENIZER`. Every prompt must be encodable.
       max_response_length: response buffer in tokens (default 64), EOS included.
@@ -62,6 +67,11 @@ class HostVerifiedTask(ReasoningTask):
       truncate_prompts: what to do with a prompt longer than ``max_prompt_length - 1`` tokens:
         ``None`` (default) raises ValueError; ``"left"`` keeps its last tokens; ``"right"`` keeps its
         first tokens.
+      timeout_s: time limit of one scorer call in seconds (default 5.0); a call past it scores 0.0,
+        counts in ``num_timeouts`` and warns. ``None`` calls the scorer in this process, unlimited.
+      reward_needs_answer: whether the scorer compares with a stored answer (default True, the safe
+        side: test-time search never uses such a reward). Pass False only for a scorer that checks a
+        response from the problem alone (e.g. an expression against a target); see ``EnvSpec``.
 
     Shapes: problem = [] int32 index into ``problems``; ``spec.num_actions = tokenizer.vocab_size``.
     """
@@ -81,6 +91,8 @@ class HostVerifiedTask(ReasoningTask):
         response_alphabet: str | None = None,
         max_prompt_length: int | None = None,
         truncate_prompts: str | None = None,
+        timeout_s: float | None = 5.0,
+        reward_needs_answer: bool = True,
     ):
         tokenizer = tokenizer or ASCII_TOKENIZER
         super().__init__(tokenizer=tokenizer, max_response_length=max_response_length)
@@ -92,6 +104,7 @@ class HostVerifiedTask(ReasoningTask):
         if truncate_prompts not in (None, "left", "right"):
             raise ValueError(f"truncate_prompts must be None, 'left' or 'right', got {truncate_prompts!r}")
         self.env_id = env_id
+        self.reward_needs_answer = bool(reward_needs_answer)
         self.problems = problems
         self.scorer = scorer
         self.prompt_key = prompt_key
@@ -129,6 +142,8 @@ class HostVerifiedTask(ReasoningTask):
         self._index = {}
         for i, d in enumerate(problems):
             self._index.setdefault(_canonical(d), i)
+        self.timeout_s = timeout_s
+        self._timed = None if timeout_s is None else TimedScorer(scorer, problems, timeout_s=timeout_s, name=env_id)
 
     @property
     def max_prompt_length(self) -> int:
@@ -137,6 +152,23 @@ class HostVerifiedTask(ReasoningTask):
     @property
     def num_problems(self) -> int:
         return len(self.problems)
+
+    @property
+    def num_timeouts(self) -> int:
+        """Scorer calls that ran past ``timeout_s`` (each scored 0.0) since this env was built."""
+        return 0 if self._timed is None else self._timed.timeouts
+
+    def close(self) -> None:
+        """Stops the scorer's worker process, if any (a later call starts a fresh one)."""
+        if self._timed is not None:
+            self._timed.close()
+
+    def _score(self, items: list[tuple[Any, str]]) -> np.ndarray:
+        """[len(items)] float32: the scorer on ``(problem index or dict, text)`` items, under the limit."""
+        if self._timed is not None:
+            return self._timed(items)
+        rows = [(self.problems[p] if isinstance(p, int) else p, text) for p, text in items]
+        return np.asarray([np.float32(self.scorer(d, text)) for d, text in rows], np.float32).reshape(-1)
 
     # -- problems ----------------------------------------------------------------------------------
     def sample_problem(self, key: PRNGKey) -> Array:
@@ -171,10 +203,13 @@ class HostVerifiedTask(ReasoningTask):
         idx, n, active, window = (np.asarray(x) for x in (idx, n, active, window))
         out = np.zeros(idx.size, np.float32)
         windows = window.reshape(-1, window.shape[-1])
-        for j, (i, m, a) in enumerate(zip(idx.ravel(), n.ravel(), active.ravel(), strict=True)):
-            if a:
-                text = self.tokenizer.decode(windows[j, : int(m)]).split(self.tokenizer.eos, 1)[0]
-                out[j] = self.scorer(self.problems[int(i)], text)
+        rows = np.flatnonzero(active.ravel())
+        items = []
+        for j in rows:
+            text = self.tokenizer.decode(windows[j, : int(n.ravel()[j])]).split(self.tokenizer.eos, 1)[0]
+            items.append((int(idx.ravel()[j]), text))
+        if items:
+            out[rows] = self._score(items)
         return out.reshape(idx.shape)
 
     def _host_reward(self, problem: Array, tokens: Array, prompt_length: Array, length: Array, active: Array):
@@ -209,7 +244,7 @@ class HostVerifiedTask(ReasoningTask):
             return 0.0
         text = response_text.split(self.tokenizer.eos, 1)[0]
         i = self._index.get(_canonical(problem_dict))
-        return float(np.float32(self.scorer(problem_dict if i is None else self.problems[i], text)))
+        return float(self._score([(problem_dict if i is None else i, text)])[0])
 
     def _check_answer(self, problem, answer, answer_length):
         raise NotImplementedError("HostVerifiedTask scores whole responses on the host: see verify()")
@@ -229,8 +264,7 @@ class HostVerifiedTask(ReasoningTask):
         # The callback runs every step (vmap turns a cond into a select, and the template steps
         # finished rows too) but scores only rows whose episode ends now: `state.done` is still the
         # flag from before this action.
-        is_eos = action == self.spec.eos_id
-        full = state.length >= self.spec.max_length
+        is_eos, full = self._ends(state, action)
         ends_now = (is_eos | full) & ~state.done
         reward = self._host_reward(state.problem, state.tokens, state.prompt_length, state.length, ends_now)
         return state.replace(rewards=reward[None], terminated=is_eos, truncated=full & ~is_eos)

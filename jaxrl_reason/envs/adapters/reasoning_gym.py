@@ -11,7 +11,9 @@ sympy (countdown uses ``sympy.parse_expr``, which evaluates Python). So an answe
 scorer only if every character of it occurs in the dataset's own gold answers (plus digits and
 space); any other answer scores 0 without reaching the scorer. For countdown that is digits,
 ``+-*/()`` and space: no names, quotes or attribute access ever reach ``parse_expr``. You can also
-restrict what the model may write at all with ``response_alphabet`` (the env's legal actions).
+restrict what the model may write at all with ``response_alphabet`` (the env's legal actions). Allowed
+characters can still make a scorer compute for minutes (sympy on ``9**9**9``), so every call runs under
+``timeout_s`` (default 5 s) and a call past it scores 0 (see :class:`HostVerifiedTask`).
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def make_rg_env(
     max_prompt_length: int | None = None,
     truncate_prompts: str | None = None,
     response_alphabet: str | None = None,
+    timeout_s: float | None = 5.0,
+    reward_needs_answer: bool = True,
     **dataset_kwargs: Any,
 ) -> HostVerifiedTask:
     """Builds ``rg/<name>-v0`` (the registry passes ``rest = "<name>-v0"``).
@@ -93,6 +97,10 @@ def make_rg_env(
       max_prompt_length, truncate_prompts: see :class:`HostVerifiedTask` (long questions raise a
         ValueError unless truncated).
       response_alphabet: characters the model may write (legal actions); default the whole alphabet.
+      timeout_s: time limit of one scoring call (default 5 s; sympy-based scorers can compute for
+        minutes on answers such as ``9**9**9``); a call past it scores 0. See :class:`HostVerifiedTask`.
+      reward_needs_answer: see :class:`HostVerifiedTask`; default True (reasoning-gym scorers may read
+        the entry's stored answer). Declare False only for a dataset whose scorer checks the problem alone.
       **dataset_kwargs: the dataset's own config (e.g. ``min_numbers=3`` for countdown).
 
     The tokenizer's alphabet is printable ASCII + newline + tab + any other character found in the
@@ -131,4 +139,6 @@ def make_rg_env(
         response_alphabet=response_alphabet,
         max_prompt_length=max_prompt_length,
         truncate_prompts=truncate_prompts,
+        timeout_s=timeout_s,
+        reward_needs_answer=reward_needs_answer,
     )

@@ -79,6 +79,7 @@ class BoardGame(TokenEnv):
             bos_id=a,
             eos_id=None,
             illegal_action_penalty=-1.0,
+            reward_needs_answer=False,  # the rules decide the winner
         )
 
     # -- problems ------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Verifiable reasoning tasks: the shared machinery of every one-player task.
 
 Layout of an episode's tokens: ``[bos] prompt response``; the response is free tokens that end with
-EOS or at the length limit. By convention a response is ``reasoning <ans> answer``. The reward at the
-end is ``verify(problem, tokens, prompt_length, length)``: 1.0 when the response holds **exactly one**
-answer marker and the text after it (up to EOS) is a correct answer in the task's canonical form,
-else 0.0. The same rule in plain Python is ``score_text(problem_dict, text)``; the two agree exactly
-on every response (tested on fuzzed and adversarial sets).
+EOS or after ``max_response_length`` tokens, whatever the prompt's length (the episode is truncated at
+``prompt_length + max_response_length``, so ``verify``'s window always holds the whole response). By
+convention a response is ``reasoning <ans> answer``. The reward at the end is
+``verify(problem, tokens, prompt_length, length)``: 1.0 when the response holds **exactly one** answer
+marker and the text after it (up to EOS) is a correct answer in the task's canonical form, else 0.0.
+The same rule in plain Python is ``score_text(problem_dict, text)``; the two agree exactly on every
+response an episode can hold (tested on fuzzed, untrimmed and adversarial sets).
 
 A task subclass supplies, as pairs that must agree:
 
@@ -77,6 +79,8 @@ class ReasoningTask(TokenEnv):
     #: Characters a response may use (besides the answer marker and EOS): the legal actions.
     response_alphabet: ClassVar[str]
     default_max_response_length: ClassVar[int] = 32
+    #: Whether the reward compares with a stored answer (see ``EnvSpec.reward_needs_answer``).
+    reward_needs_answer: ClassVar[bool] = True
 
     def __init__(self, *, tokenizer: Tokenizer | None = None, max_response_length: int | None = None):
         self.tokenizer = tokenizer or DEFAULT_TOKENIZER
@@ -149,6 +153,7 @@ class ReasoningTask(TokenEnv):
             bos_id=tok.bos_id,
             eos_id=tok.eos_id,
             illegal_action_penalty=0.0,
+            reward_needs_answer=bool(self.reward_needs_answer),
         )
 
     @functools.cached_property
@@ -159,7 +164,11 @@ class ReasoningTask(TokenEnv):
         return mask
 
     def verify(self, problem: Problem, tokens: Array, prompt_length: Array, length: Array) -> Array:
-        """Reward of a response, pure JAX over token arrays: [] float32, 1.0 iff correct."""
+        """Reward of a response, pure JAX over token arrays: [] float32, 1.0 iff correct.
+
+        Reads ``tokens[prompt_length : min(length, prompt_length + max_response_length)]`` (cut at
+        EOS); an episode of this env never holds a longer response.
+        """
         tok = self.tokenizer
         window, n = response_window(
             tokens, prompt_length, length, self.max_response_length, eos_id=tok.eos_id, pad_id=tok.pad_id
@@ -209,9 +218,18 @@ class ReasoningTask(TokenEnv):
             problem=problem,
         )
 
-    def _step(self, state: EnvState, action: Array) -> EnvState:
+    def _ends(self, state: EnvState, action: Array) -> tuple[Array, Array]:
+        """``(is_eos, full)`` after `action` was appended: EOS, or the response window is full.
+
+        The window, not the token buffer, bounds the episode: with a short prompt the buffer has room
+        past ``prompt_length + max_response_length``, but ``verify`` would not read it.
+        """
         is_eos = action == self.spec.eos_id
-        full = state.length >= self.spec.max_length
+        full = (state.length - state.prompt_length >= self.max_response_length) | (state.length >= self.spec.max_length)
+        return is_eos, full
+
+    def _step(self, state: EnvState, action: Array) -> EnvState:
+        is_eos, full = self._ends(state, action)
         done = is_eos | full
         reward = self.verify(state.problem, state.tokens, state.prompt_length, state.length)
         return state.replace(

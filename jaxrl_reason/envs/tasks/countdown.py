@@ -61,8 +61,8 @@ def _binop(op: str, a: int, b: int) -> int:
     return r
 
 
-def evaluate_text(text: str, max_literal_digits: int) -> tuple[int, list[int]] | None:
-    """Python reference evaluator (recursive descent, never eval): ``(value, literals)`` or None."""
+def _tokenize(text: str, max_literal_digits: int) -> list | None:
+    """Literals (ints) and operator characters of `text`, or None for a bad character or literal."""
     tokens, i = [], 0
     while i < len(text):
         c = text[i]
@@ -80,50 +80,63 @@ def evaluate_text(text: str, max_literal_digits: int) -> tuple[int, list[int]] |
             i += 1
         else:
             return None
+    return tokens
+
+
+class _Frame:
+    """One parenthesis level: ``total (addop) term (mulop) ...`` (the JAX parser's frame)."""
+
+    __slots__ = ("total", "addop", "term", "mulop")
+
+    def __init__(self):
+        self.total, self.addop, self.term, self.mulop = None, None, None, None
+
+    def feed(self, v: int) -> None:
+        """A factor's value: starts the term or applies the pending ``*`` or ``/``."""
+        self.term = v if self.mulop is None else _binop(self.mulop, self.term, v)
+        self.mulop = None
+
+    def value(self) -> int:
+        """The level's value so far: ``total (addop) term``."""
+        return self.term if self.addop is None else _binop(self.addop, self.total, self.term)
+
+
+def evaluate_text(text: str, max_literal_digits: int) -> tuple[int, list[int]] | None:
+    """Python reference evaluator (never eval): ``(value, literals)`` or None.
+
+    The grammar ``expr := term (+|- term)*``, ``term := factor (*|/ factor)*``, ``factor := literal |
+    ( expr )`` evaluated left-associatively, with an explicit stack of frames instead of recursion, so
+    any nesting depth works (no RecursionError).
+    """
+    tokens = _tokenize(text, max_literal_digits)
+    if tokens is None:
+        return None
     literals: list[int] = []
-    pos = 0
-
-    def peek():
-        return tokens[pos] if pos < len(tokens) else None
-
-    def factor() -> int:
-        nonlocal pos
-        t = peek()
-        if isinstance(t, int):
-            pos += 1
-            literals.append(t)
-            return t
-        if t == "(":
-            pos += 1
-            v = expr()
-            if peek() != ")":
-                raise _Invalid("missing )")
-            pos += 1
-            return v
-        raise _Invalid(f"unexpected {t!r}")
-
-    def chain(sub, ops) -> int:
-        nonlocal pos
-        v = sub()
-        while peek() in ops:
-            op = tokens[pos]
-            pos += 1
-            v = _binop(op, v, sub())
-        return v
-
-    def term() -> int:
-        return chain(factor, ("*", "/"))
-
-    def expr() -> int:
-        return chain(term, ("+", "-"))
-
+    stack: list[_Frame] = []
+    frame, expect = _Frame(), True  # expect: an operand (literal or "(") must come next
     try:
-        value = expr()
+        for t in tokens:
+            if expect and isinstance(t, int):
+                literals.append(t)
+                frame.feed(t)
+                expect = False
+            elif expect and t == "(":
+                stack.append(frame)
+                frame = _Frame()
+            elif not expect and t in ("+", "-"):
+                frame.total, frame.addop, frame.term, expect = frame.value(), t, None, True
+            elif not expect and t in ("*", "/"):
+                frame.mulop, expect = t, True
+            elif not expect and t == ")" and stack:
+                value, frame = frame.value(), stack.pop()
+                frame.feed(value)
+            else:
+                return None
+        if expect or stack:
+            return None
+        return frame.value(), literals
     except _Invalid:
         return None
-    if pos != len(tokens):
-        return None
-    return value, literals
 
 
 def solve(numbers: list[int], target: int, max_value: int):
@@ -211,6 +224,7 @@ class Countdown(ReasoningTask):
 
     env_id = "countdown-v0"
     response_alphabet = _text.DIGITS + OPS + "=,"
+    reward_needs_answer = False  # the check reads only the numbers and the target
 
     def __init__(
         self,

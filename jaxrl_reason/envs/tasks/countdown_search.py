@@ -7,8 +7,9 @@ two of them ``a >= b`` and an operation, and replaces them with the result) and 
   ``r`` must lie in ``[1, max_value]`` (``-`` only when ``a > b``, ``/`` only when exact), the
   rules of :func:`countdown.solve`, so every line is a valid step of a valid answer;
 * a **node line** ``|v1,v2,...`` whenever the search moves to expand another node than the one the
-  previous equation came from: its numbers are the parent's numbers in their order without ``a``
-  and ``b``, then ``r``. The root (the prompt's numbers) is expanded first, without a node line.
+  previous equation came from: its numbers are the parent's numbers in their order without the
+  first ``a`` and then the first ``b``, then ``r`` (equal lines from equal numbers are one child, so
+  a line fixes its child from the values alone). The root (the prompt's numbers) is expanded first, without a node line.
   Backtracking in DFS is a node line whose node has more numbers than the previous one;
 * lines are joined by ``;`` (a node line's ``|`` is its own separator);
 * a child with one number left is a leaf: when ``r`` equals the target the search stops and the
@@ -95,27 +96,43 @@ def apply_op(op: str, a: int, b: int, max_value: int) -> int | None:
     return r if 1 <= r <= max_value else None
 
 
+def _without(node: _Node, a: int, b: int) -> tuple[list[int], list[Expr]]:
+    """The node's values and expressions without the first ``a`` and then the first ``b`` (by value)."""
+    values, exprs = list(node.values), list(node.exprs)
+    for v in (a, b):
+        k = values.index(v)
+        del values[k], exprs[k]
+    return values, exprs
+
+
 def _children(node: _Node, target: int, max_value: int, order: str) -> list[_Child]:
-    out = []
-    n = len(node.values)
-    for i in range(n):
-        for j in range(i + 1, n):
-            (a, ea), (b, eb) = sorted(
-                ((node.values[i], node.exprs[i]), (node.values[j], node.exprs[j])), key=lambda x: -x[0]
-            )
-            rest = [k for k in range(n) if k not in (i, j)]
+    """Children in the order searched. Equal lines (from equal numbers) are one child, whose node drops
+    the first ``a`` and ``b`` of the parent, so a line determines its child from the values alone."""
+    out, seen = [], set()
+    values = node.values
+    for i in range(len(values)):
+        for j in range(i + 1, len(values)):
+            a, b = max(values[i], values[j]), min(values[i], values[j])
             for op in "+-*/":
                 r = apply_op(op, a, b, max_value)
-                if r is not None:
-                    child = _Node(
-                        tuple(node.values[k] for k in rest) + (r,), tuple(node.exprs[k] for k in rest) + ((op, ea, eb),)
-                    )
-                    out.append(_Child(f"{a}{op}{b}={r}", r, child))
+                line = f"{a}{op}{b}={r}"
+                if r is None or line in seen:
+                    continue
+                seen.add(line)
+                rest, exprs = _without(node, a, b)
+                ea, eb = node.exprs[values.index(a)], node.exprs[_second_index(values, a, b)]
+                out.append(_Child(line, r, _Node((*rest, r), (*exprs, (op, ea, eb)))))
     if order == "closest":
         out.sort(key=lambda c: abs(c.result - target))
-        if n == 2:
+        if len(values) == 2:
             out = out[:1]
     return out
+
+
+def _second_index(values: tuple[int, ...], a: int, b: int) -> int:
+    """Index of the ``b`` that :func:`_without` removes after the first ``a``."""
+    first_a = values.index(a)
+    return next(k for k, v in enumerate(values) if v == b and k != first_a)
 
 
 def _node_line(node: _Node) -> str:

@@ -36,7 +36,6 @@ from jaxrl_reason.types import Array, PRNGKey, Problem
 VALUE_BOUND = 10**6  # |intermediate| above this makes an answer wrong (int32-safe: checked before it overflows)
 MAX_NUMBERS = 6
 OPS = "+-*/()"
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
 DEMO_STYLES = ("path", "search")
 #: Default max_response_length of search-style demos by the largest count of numbers (see docs/envs.md).
 SEARCH_RESPONSE_LENGTH = {2: 64, 3: 256, 4: 1024, 5: 1024, 6: 1024}

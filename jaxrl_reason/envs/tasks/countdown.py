@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_reason.envs.tasks import _text
+from jaxrl_reason.envs.tasks import _text, countdown_search
 from jaxrl_reason.envs.tasks.base import ReasoningTask, as_problem_dict_value
 from jaxrl_reason.envs.tasks.step_checks import countdown_steps_ok
 from jaxrl_reason.types import Array, PRNGKey, Problem
@@ -36,7 +36,9 @@ from jaxrl_reason.types import Array, PRNGKey, Problem
 VALUE_BOUND = 10**6  # |intermediate| above this makes an answer wrong (int32-safe: checked before it overflows)
 MAX_NUMBERS = 6
 OPS = "+-*/()"
-_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+DEMO_STYLES = ("path", "search")
+#: Default max_response_length of search-style demos by the largest count of numbers (see docs/envs.md).
+SEARCH_RESPONSE_LENGTH = {2: 64, 3: 256, 4: 1024, 5: 1024, 6: 1024}
 _NUM_TRIES = 4  # candidate trees per problem; the first whose target is not trivial is kept
 
 
@@ -177,22 +179,7 @@ def solve(numbers: list[int], target: int, max_value: int):
         ib = next(k for k, x in enumerate(pool) if x[0] == b)
         eb = pool.pop(ib)[1]
         pool.append((r, (op, ea, eb)))
-    return steps, _render_expr(pool[0][1])
-
-
-def _render_expr(node) -> str:
-    if isinstance(node, int):
-        return str(node)
-    op, left, right = node
-    ls, rs = _render_expr(left), _render_expr(right)
-    if isinstance(left, tuple) and _PREC[left[0]] < _PREC[op]:
-        ls = f"({ls})"
-    if isinstance(right, tuple):
-        rp = _PREC[right[0]]
-        assoc_ok = op == "+" or (op == "*" and right[0] == "*")
-        if rp < _PREC[op] or (rp == _PREC[op] and not assoc_ok):
-            rs = f"({rs})"
-    return ls + op + rs
+    return steps, countdown_search.render_expression(pool[0][1])
 
 
 class _Parse(NamedTuple):
@@ -220,6 +207,10 @@ class Countdown(ReasoningTask):
     ``[2, 6]`` (default 4), ``max_number`` in ``[1, 999]`` (default 25; numbers are uniform in
     ``[1, max_number]``), ``max_target`` in ``[1, 99999]`` (default 999; also bounds every intermediate
     of the generator and of the demonstrations).
+
+    Demonstrations: ``demo_style="path"`` (default) writes a solution's steps; ``"search"`` writes the
+    trace of a search in ``search_order`` (``"dfs"``, ``"bfs"`` or ``"closest"``, the default) capped at
+    ``max_demo_tokens`` (see :mod:`countdown_search`; it adds ``; | ?`` to the response alphabet).
     """
 
     env_id = "countdown-v0"
@@ -234,6 +225,9 @@ class Countdown(ReasoningTask):
         max_target: int = 999,
         tokenizer=None,
         max_response_length: int | None = None,
+        demo_style: str = "path",
+        search_order: str = "closest",
+        max_demo_tokens: int | None = None,
     ):
         self.min_numbers, self.max_numbers = _text.check_range("num_numbers", num_numbers, 2, MAX_NUMBERS)
         self.max_number = _text.check_int("max_number", max_number, 1, 999)
@@ -243,6 +237,7 @@ class Countdown(ReasoningTask):
         step = dv + 1 + dv + 1 + self._dt + 1  # "a*b=c,"
         answer = n * self._dn + (n - 1) + 2 * (n - 2)  # literals, operators, at most n-2 paren pairs
         self.default_max_response_length = (n - 1) * step + 1 + answer + 1
+        self._set_demo_options(demo_style, search_order, max_demo_tokens, max_response_length)
         super().__init__(tokenizer=tokenizer, max_response_length=max_response_length)
         tok = self.tokenizer
         self._op_codes = np.zeros((tok.vocab_size,), np.int32)
@@ -250,6 +245,20 @@ class Countdown(ReasoningTask):
             self._op_codes[tok.id_of(c)] = code
         self._sample_trees = jax.vmap(self._sample_tree, in_axes=(None, 0, 0, 0))
         _text.jit_task_hooks(self)
+
+    def _set_demo_options(self, style, order, max_demo_tokens, max_response_length) -> None:
+        if style not in DEMO_STYLES:
+            raise ValueError(f"countdown demo_style must be one of {DEMO_STYLES}, got {style!r}")
+        if order not in countdown_search.ORDERS:
+            raise ValueError(f"countdown search_order must be one of {countdown_search.ORDERS}, got {order!r}")
+        self.demo_style, self.search_order = style, order
+        if style == "search":
+            self.response_alphabet = type(self).response_alphabet + countdown_search.SEARCH_ALPHABET
+            self.default_max_response_length = SEARCH_RESPONSE_LENGTH[self.max_numbers]
+        limit = (max_response_length or self.default_max_response_length) - 1  # the demo and its EOS must fit
+        if max_demo_tokens is None:
+            max_demo_tokens = limit
+        self.max_demo_tokens = _text.check_int("max_demo_tokens", max_demo_tokens, 2, limit)
 
     @property
     def max_prompt_length(self) -> int:
@@ -486,8 +495,15 @@ class Countdown(ReasoningTask):
     def steps_ok(self, problem_dict: dict, steps: list[str]) -> list[bool]:
         return countdown_steps_ok(problem_dict, steps)
 
-    def demonstration(self, problem_dict: dict) -> str:
-        """Steps ``"a*b=c,"`` of a solution, then ``<ans>`` and its expression; ValueError if unsolvable."""
+    def demonstration(self, problem_dict: dict, style: str | None = None) -> str:
+        """A worked solution in ``style`` (default: the task's ``demo_style``); ValueError if unsolvable.
+
+        ``"path"``: steps ``"a*b=c,"`` of a solution, then ``<ans>`` and its expression. ``"search"``:
+        the trace of a search for one (:func:`countdown_search.search_demonstration`).
+        """
+        style = self.demo_style if style is None else style
+        if style not in DEMO_STYLES:
+            raise ValueError(f"countdown demonstration style must be one of {DEMO_STYLES}, got {style!r}")
         self.problem_from_dict(problem_dict)
         found = solve(list(problem_dict["numbers"]), problem_dict["target"], self.max_target)
         if found is None:
@@ -495,5 +511,15 @@ class Countdown(ReasoningTask):
                 f"countdown problem {problem_dict} has no solution with intermediates in [1, {self.max_target}]"
             )
         steps, expression = found
+        if style == "search":
+            return countdown_search.search_demonstration(
+                problem_dict["numbers"],
+                problem_dict["target"],
+                max_value=self.max_target,
+                order=self.search_order,
+                max_tokens=self.max_demo_tokens,
+                fallback=found,
+                answer_marker=self.tokenizer.answer_marker,
+            )
         reasoning = "".join(f"{a}{op}{b}={r}," for a, op, b, r in steps)
         return reasoning + self.tokenizer.answer_marker + expression

@@ -217,3 +217,50 @@ def test_unknown_method_and_bad_selection_raise():
         jr.decode(MODEL, PARAMS, ECHO, states, jax.random.key(0), method="nucleus")
     with pytest.raises(ValueError, match="selection must be"):
         jr.decode(MODEL, PARAMS, ECHO, states, jax.random.key(0), method="best_of_n", selection="vote")
+
+
+def _before_last_answer_digit(env, problems):
+    """States whose response is the correct demonstration up to (not including) its last answer character."""
+    tok = env.tokenizer
+    step = jax.jit(env.step)
+    rows = []
+    for d in problems:
+        state = env.init_from_problem(env.problem_from_dict(d))
+        for t in tok.encode(env.demonstration(d))[:-1]:
+            state = step(state, t)
+        rows.append(state)
+    return jax.tree.map(lambda *x: jnp.stack(x), *rows)
+
+
+def test_test_time_mcts_is_blind_to_a_stored_answer():
+    # issue 15: with all-zero params (uniform prior, zero value) a search that read the env's reward found
+    # the last digit of every sum (32 of 32); blind to it, it is near chance
+    env = jr.make("addition-v0", num_digits=2)
+    model = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(env.spec, "tiny"))
+    params = jax.tree.map(jnp.zeros_like, model.init(jax.random.PRNGKey(0)))
+    problems = [{"a": 10 + 2 * i, "b": 31 + i} for i in range(32)]
+    states = _before_last_answer_digit(env, problems)
+    out = jr.decode(model, params, env, states, jax.random.PRNGKey(1), method="mcts", num_simulations=256)
+    assert not out.with_verifier
+    assert float((out.returns[:, 0] == 1.0).mean()) <= 0.35  # chance: 1 of ~12 tokens, then EOS
+    with pytest.raises(ValueError, match="stored answer"):
+        jr.decode(model, params, env, states, jax.random.PRNGKey(1), method="mcts", num_simulations=8, use_reward=True)
+    with pytest.raises(ValueError, match="stored answer"):
+        jr.decode(model, params, env, states, jax.random.PRNGKey(1), method="lookahead", use_reward=True)
+
+
+def test_countdown_search_may_use_its_checker_and_says_so():
+    env = jr.make("countdown-v0", num_numbers=3)
+    assert not env.spec.reward_needs_answer
+    model = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(env.spec, "tiny"))
+    params = jax.tree.map(jnp.zeros_like, model.init(jax.random.PRNGKey(0)))
+    keys = jax.random.split(jax.random.PRNGKey(3), 8)
+    problems = [env.problem_to_dict(env.sample_problem(k)) for k in keys]
+    states = _before_last_answer_digit(env, problems)
+    seen = jr.decode(model, params, env, states, jax.random.PRNGKey(1), method="mcts", num_simulations=64)
+    blind = jr.decode(
+        model, params, env, states, jax.random.PRNGKey(1), method="mcts", num_simulations=64, use_reward=False
+    )
+    assert seen.with_verifier and not blind.with_verifier
+    # with the checker the search completes the (uniquely determined) last digit; blind it mostly cannot
+    assert float((seen.returns[:, 0] == 1.0).mean()) > float((blind.returns[:, 0] == 1.0).mean())

@@ -16,7 +16,7 @@ import numpy as np
 from jaxrl_reason import parallel
 from jaxrl_reason.models import rollout
 from jaxrl_reason.problems import initial_states, padded_chunks
-from jaxrl_reason.run.agent import METHODS, Agent, default_temperature
+from jaxrl_reason.run.agent import METHODS, Agent, checked_search, default_temperature
 from jaxrl_reason.search import SearchConfig, selfplay
 
 
@@ -41,8 +41,9 @@ def evaluate(
     ``mcts`` uses `search` (default: the agent's :attr:`~Agent.search`, the run's settings without Gumbel
     noise), with `num_simulations` if given. `temperature`: 0 argmax, > 0 sampling; default 1 for
     ``"sample"``, 0 otherwise. Returns ``accuracy`` (fraction with reward 1), ``mean_reward``,
-    ``num_problems``, ``mean_response_tokens``, ``tokens_generated``, ``method`` (and the search's
-    ``num_simulations`` for MCTS); with `return_responses`, ``responses``: one dict per problem, in order,
+    ``num_problems``, ``mean_response_tokens``, ``tokens_generated``, ``method``, ``with_verifier`` (the
+    search read the task's checker: allowed only where it needs no stored answer) and, for MCTS, the
+    search's ``num_simulations``; with `return_responses`, ``responses``: one dict per problem, in order,
     with ``problem``, ``response`` (the decoded text) and ``reward``.
     """
     if method not in METHODS:
@@ -56,6 +57,7 @@ def evaluate(
     if method == "mcts":
         cfg = search or agent.search
         cfg = cfg.replace(num_simulations=num_simulations) if num_simulations is not None else cfg
+        cfg = checked_search(env, cfg)
     mesh = agent.mesh if mesh is None else mesh
     fn = agent._fn(
         ("solve", env, method, temperature, cfg, mesh), _make_solver, agent.model, env, method, temperature, cfg, mesh
@@ -76,6 +78,7 @@ def evaluate(
         "tokens_generated": int(lengths.sum()),
         "method": method,
     }
+    out["with_verifier"] = bool(cfg is not None and cfg.use_reward)  # the search read the task's checker
     if cfg is not None:
         out["num_simulations"] = cfg.num_simulations
     if return_responses:

@@ -39,6 +39,7 @@ COLUMNS = (
     "tokens_per_problem",
     "flops_per_problem",
     "num_problems",
+    "with_verifier",
     "wall_s",
 )
 DEFAULT_MCTS_SIMS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -104,12 +105,13 @@ def run_method(
     else:
         double = False
     fn = jax.jit(lambda p, s, k: decode(model, p, env, s, k, method=method, **kwargs))
-    correct, tokens, flops = [], [], []
+    correct, tokens, flops, with_verifier = [], [], [], False
     t0 = time.time()
     for start, n, padded in padded_chunks(problems, batch_size):
         out = jax.device_get(
             fn(params, initial_states(env, padded), jax.random.fold_in(jax.random.PRNGKey(seed), start))
         )
+        with_verifier = out.with_verifier
         correct.append(np.asarray(out.returns)[:n, 0] == 1.0)
         tokens.append(np.asarray(out.tokens_generated)[:n])
         flops.append(np.asarray(out.flops, np.float64)[:n] * (2 if double else 1) + extra_flops)
@@ -118,6 +120,7 @@ def run_method(
         "tokens_per_problem": float(np.concatenate(tokens).mean()),
         "flops_per_problem": float(np.concatenate(flops).mean()),
         "num_problems": len(problems),
+        "with_verifier": with_verifier,
         "wall_s": round(time.time() - t0, 2),
     }
 
@@ -171,7 +174,8 @@ def plot_sweep(rows: list[dict], path: str, title: str = "") -> str:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(f"{r['method']} {r['selection']}".strip(), []).append(r)
+        verifier = " (with verifier)" if r.get("with_verifier") in (True, "True") else ""
+        groups.setdefault(f"{r['method']} {r['selection']}".strip() + verifier, []).append(r)
     for ax, x, label in (
         (axes[0], "flops_per_problem", "FLOPs per problem"),
         (axes[1], "tokens_per_problem", "tokens generated per problem"),

@@ -21,18 +21,29 @@ from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig
 from jaxrl_reason.models.sampling import mask_logits, sample_action
 from jaxrl_reason.run.checkpoint import Checkpointer
 from jaxrl_reason.search import SearchConfig, mcts_policy, search_config_from
+from jaxrl_reason.search.decoding import verifier_allowed
 from jaxrl_reason.types import EnvState
 
 METHODS = ("greedy", "sample", "mcts")
 
 
-def test_time_search(config, **overrides: Any) -> SearchConfig:
+def test_time_search(config, env=None, **overrides: Any) -> SearchConfig:
     """The search a run's agent uses at test time: the run's self-play search (``selfplay.*``) with
-    ``eval.num_simulations`` simulations and no Gumbel noise (deterministic), then `overrides`."""
+    ``eval.num_simulations`` simulations, no Gumbel noise (deterministic) and, on tasks whose reward compares
+    with a stored answer (``env.spec.reward_needs_answer``), no reward inside the tree; then `overrides`."""
+    base = {"gumbel_scale": 0.0, "use_reward": verifier_allowed(env) if env is not None else True}
     if config is None or "selfplay" not in config:
-        return SearchConfig(gumbel_scale=0.0).replace(**overrides)
-    base = {"num_simulations": config.eval.num_simulations, "gumbel_scale": 0.0}
+        return SearchConfig(**base).replace(**overrides)
+    if not base["use_reward"]:
+        base["rollouts"] = 0  # random playouts are scored by the reward
+    base["num_simulations"] = config.eval.num_simulations
     return search_config_from(config, **{**base, **overrides})
+
+
+def checked_search(env, search: SearchConfig) -> SearchConfig:
+    """`search`, refused (ValueError) if it would read a reward that compares with a stored answer."""
+    verifier_allowed(env, search.use_reward)
+    return search
 
 
 def default_temperature(method: str, temperature: float | None) -> float:
@@ -78,8 +89,8 @@ class Agent:
 
     @property
     def search(self) -> SearchConfig:
-        """The default test-time search (:func:`test_time_search` of the agent's run config)."""
-        return test_time_search(self.config)
+        """The default test-time search (:func:`test_time_search` of the agent's run config and env)."""
+        return test_time_search(self.config, self.env)
 
     def act(
         self,
@@ -103,7 +114,7 @@ class Agent:
         temperature = default_temperature(method, temperature)
         if method != "mcts" and (search is not None or search_options):
             raise ValueError(f"search options {sorted(search_options) or ['search']} apply to method='mcts' only")
-        cfg = (search or self.search).replace(**search_options) if method == "mcts" else None
+        cfg = checked_search(self.env, (search or self.search).replace(**search_options)) if method == "mcts" else None
         fn = self._fn(("act", method, temperature, cfg, self.mesh), self._make_act, method, temperature, cfg)
         return fn(self.params, states, key)
 

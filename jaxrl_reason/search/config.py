@@ -21,7 +21,10 @@ class SearchConfig:
     algorithm: ``"gumbel"`` (``mctx.gumbel_muzero_policy``) or ``"muzero"`` (PUCT). max_depth: the
     deepest node is this many tokens below the root. evaluation: ``"kv"``, ``"window"`` or ``"full"``.
     store_states: keep states in the tree (None: by size). rescale_values: mctx's min-max Q rescaling.
-    rollouts / rollout_weight: random playouts mixed into each leaf's value. The rest go to mctx.
+    rollouts / rollout_weight: random playouts mixed into each leaf's value. use_reward: the env's rewards
+    (its verifier) inside the tree; False: the tree sees no reward and a finished response is judged by the
+    value head, as test-time search must on tasks whose reward compares with a stored answer
+    (``env.spec.reward_needs_answer``). The rest go to mctx.
     """
 
     num_simulations: int = 32
@@ -40,6 +43,7 @@ class SearchConfig:
     rescale_values: bool = True
     rollouts: int = 0
     rollout_weight: float = 0.5
+    use_reward: bool = True
 
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
@@ -55,6 +59,8 @@ class SearchConfig:
                 f"num_simulations, max_depth and top_k must be >= 1, got {self.num_simulations}, "
                 f"{self.max_depth}, {self.top_k}"
             )
+        if int(self.rollouts) > 0 and not self.use_reward:
+            raise ValueError("rollouts are scored by the env's reward: they need use_reward=True")
         if float(self.gumbel_scale) < 0 or float(self.temperature) < 0:
             raise ValueError(f"gumbel_scale and temperature must be >= 0, got {self.gumbel_scale}, {self.temperature}")
 

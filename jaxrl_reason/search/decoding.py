@@ -17,10 +17,17 @@ Methods (``method_kwargs`` in brackets):
   reasoning step, e.g. ``","``; one-player tasks): each beam samples ``expand`` continuations up to
   the end of its next step, the value head (a PRM) scores them at the step boundary, the best
   ``beam_width`` survive — PRM beam search as in the test-time-compute literature.
-* ``"lookahead"`` [``width``, ``depth``]: at each token, roll each of the ``width`` most probable
-  tokens out greedily for ``depth - 1`` more tokens and play the one whose rollout scores best
+* ``"lookahead"`` [``width``, ``depth``, ``use_reward``]: at each token, roll each of the ``width`` most
+  probable tokens out greedily for ``depth - 1`` more tokens and play the one whose rollout scores best
   (rewards on the way, mover's sign, plus the value head at the end).
 * ``"mcts"`` [any :func:`jr.mcts_policy` keyword, e.g. ``num_simulations``]: a search at every token.
+
+**The verifier at test time.** ``lookahead`` and ``mcts`` look ahead through ``env.step``, whose reward is
+the task's verifier. On tasks whose reward compares with a stored answer (``env.spec.reward_needs_answer``:
+addition, sort, letter-count) that would be an answer oracle, so there they never see a reward
+(``use_reward=False``, the default there: finished responses are judged by the value head), and asking for
+``use_reward=True`` raises. On tasks whose check needs only the problem (countdown, games) they use it by
+default, and the result says so: ``DecodeResult.with_verifier``. The other methods never read a reward.
 
 All return a :class:`DecodeResult` with ``tokens_generated`` (every token the method generated or
 evaluated beyond the prompt: candidates, rollouts, search simulations) and ``flops`` (network FLOPs
@@ -58,6 +65,8 @@ class DecodeResult:
     tokens_generated: Array  # [B] int32: all tokens generated or evaluated beyond the prompt
     flops: Array  # [B] float32: network FLOPs spent
     scores: Any = None  # [B, N] float32 candidate scores (best_of_n), else None
+    #: whether the method read the env's reward (its verifier) to choose tokens ("search with a verifier")
+    with_verifier: bool = struct.field(pytree_node=False, default=False)
 
 
 # -- FLOPs --------------------------------------------------------------------------------------------------
@@ -151,8 +160,9 @@ def _repeat(tree, n: int):
     return jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), tree)
 
 
-def _result(final, returns, gen, spent, scores=None) -> DecodeResult:
+def _result(final, returns, gen, spent, scores=None, with_verifier: bool = False) -> DecodeResult:
     return DecodeResult(
+        with_verifier=with_verifier,
         final_state=final,
         tokens=final.tokens,
         response_length=(final.length - final.prompt_length).astype(jnp.int32),
@@ -169,7 +179,16 @@ def _greedy(model, params, env, states, key):
 
 
 def _sample(model, params, env, states, key, *, temperature: float = 1.0):
-    return _result(*_rollout(model, params, env, states, key, greedy=False, temperature=temperature))
+    _check_temperature(temperature)
+    greedy = temperature == 0  # 0 means argmax in every method
+    return _result(
+        *_rollout(model, params, env, states, key, greedy=greedy, temperature=1.0 if greedy else temperature)
+    )
+
+
+def _check_temperature(temperature) -> None:
+    if isinstance(temperature, (int, float)) and not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0 (0: argmax), got {temperature}")
 
 
 def majority_scores(env: TokenEnv, final: EnvState, n: int, *, answer_id: int) -> Array:
@@ -267,9 +286,15 @@ def _beam(
     beam_width: int = 4,
     expand: int = 4,
     step_id: int | None = None,
-    temperature: float = 1.0,
+    temperature: float | None = None,
 ):
+    if step_id is None and temperature is not None:
+        raise ValueError(
+            "temperature applies to step-level beam search (step_id=...) only; token beams take the top tokens"
+        )
     if step_id is not None:
+        temperature = 1.0 if temperature is None else temperature
+        _check_temperature(temperature)
         return _step_beam(
             model,
             params,
@@ -386,7 +411,7 @@ def _step_beam(model, params, env, states, key, *, beam_width: int, expand: int,
     return _result(jax.tree.map(lambda x: x[best], beams), returns[best], gen, spent, score.reshape(batch, width))
 
 
-def _lookahead(model, params, env, states, key, *, width: int = 4, depth: int = 2):
+def _lookahead(model, params, env, states, key, *, width: int = 4, depth: int = 2, use_reward: bool = True):
     del key
     batch, wdt, dep = states.length.shape[0], int(width), int(depth)
     seq = states.tokens.shape[1]
@@ -410,7 +435,9 @@ def _lookahead(model, params, env, states, key, *, width: int = 4, depth: int = 
             sim = nxt
         _, value = _value_at_end(model, params, sim)
         value = jnp.where(sim.current_player == mover, value, -value)
-        score = jnp.where(jnp.isfinite(top).reshape(-1), total + jnp.where(sim.done, 0.0, value), -jnp.inf)
+        if use_reward:
+            value = total + jnp.where(sim.done, 0.0, value)  # the verifier's reward of finished rollouts
+        score = jnp.where(jnp.isfinite(top).reshape(-1), value, -jnp.inf)
         choice = jnp.take_along_axis(tok, jnp.argmax(score.reshape(batch, wdt), 1)[:, None], 1)[:, 0]
         live = ~state.done
         nxt = _step_rows(env, state, choice.astype(jnp.int32))
@@ -418,7 +445,7 @@ def _lookahead(model, params, env, states, key, *, width: int = 4, depth: int = 
         return nxt, returns + nxt.rewards, gen + live * wdt * dep, spent + live * evals * seq * flops(seq)
 
     final, returns, gen, spent = jax.lax.while_loop(cond, body, init)
-    return _result(final, returns, gen, spent)
+    return _result(final, returns, gen, spent, with_verifier=use_reward)
 
 
 def _mcts(model, params, env, states, key, *, num_simulations: int = 32, **mcts_kwargs):
@@ -452,7 +479,7 @@ def _mcts(model, params, env, states, key, *, num_simulations: int = 32, **mcts_
         return nxt, cache, returns + nxt.rewards, gen + live * (num_simulations + 1), spent + live * cost, key
 
     final, _, returns, gen, spent, _ = jax.lax.while_loop(cond, body, init)
-    return _result(final, returns, gen, spent)
+    return _result(final, returns, gen, spent, with_verifier=bool(mcts_kwargs.get("use_reward", True)))
 
 
 _METHODS = {
@@ -492,4 +519,20 @@ def decode(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if states.tokens.ndim != 2:
         raise ValueError(f"states must be batched: tokens [B, L], got shape {states.tokens.shape}")
+    if method in ("lookahead", "mcts"):
+        method_kwargs = {**method_kwargs, "use_reward": verifier_allowed(env, method_kwargs.get("use_reward"))}
     return _METHODS[method](model, params, env, states, key, **method_kwargs)
+
+
+def verifier_allowed(env: TokenEnv, use_reward: bool | None = None) -> bool:
+    """Whether test-time search may read `env`'s reward: ``use_reward`` as asked (None: whenever allowed).
+    Raises ValueError when asked on a task whose reward compares with a stored answer."""
+    needs_answer = bool(getattr(env.spec, "reward_needs_answer", True))
+    if use_reward is None:
+        return not needs_answer
+    if use_reward and needs_answer:
+        raise ValueError(
+            f"{env.spec.env_id}'s reward compares with the stored answer: test-time search must not read it "
+            "(use_reward=False; finished responses are then judged by the value head)"
+        )
+    return bool(use_reward)

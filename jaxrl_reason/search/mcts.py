@@ -205,8 +205,12 @@ def make_recurrent_fn(
     store_states: bool,
     rollouts: int = 0,
     rollout_weight: float = 0.5,
+    use_reward: bool = True,
 ):
-    """The mctx recurrent function ``(shared, key, slot [B], NodeEmbedding [B]) -> (output, child)``."""
+    """The mctx recurrent function ``(shared, key, slot [B], NodeEmbedding [B]) -> (output, child)``.
+
+    ``use_reward=False``: the env's reward never enters the tree; a finished child is worth what the value
+    head says of it (its whole return, as the immediate reward with discount 0)."""
     max_pos = model.config.max_length - 1
 
     def recurrent_fn(shared: _Shared, key, action, emb: NodeEmbedding):
@@ -253,6 +257,9 @@ def make_recurrent_fn(
         if rollouts:
             playout = random_rollout_value(env, child, key, num_rollouts=rollouts, max_steps=env.spec.max_length)
             value = (1.0 - rollout_weight) * value + rollout_weight * playout
+        if not use_reward:  # blind to the verifier: the value head judges a finished response
+            own = jnp.where(child.current_player == parent.current_player, value, -value)
+            reward = jnp.where(child.done, own, 0.0)
         value = jnp.where(child.done, 0.0, value)
         out = mctx.RecurrentFnOutput(reward=reward, discount=discount, prior_logits=prior, value=value)
         new = NodeEmbedding(slots=slots, path=path, depth=depth, state=child if store_states else None, kv=kv)
@@ -323,6 +330,7 @@ def mcts_policy(
         store_states=store_states,
         rollouts=int(cfg.rollouts),
         rollout_weight=float(cfg.rollout_weight),
+        use_reward=bool(cfg.use_reward),
     )
     shared = _Shared(params=params, root_state=states, prefix=prefix, root_length=states.length)
     out = _run_mctx(cfg, shared, key, root, recurrent_fn, slots < 0, qtransform)

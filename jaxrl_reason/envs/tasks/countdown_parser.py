@@ -89,6 +89,7 @@ def combine(frame: Frame, bound: int) -> tuple[Array, Array]:
 
 
 def _select(pred: Array, a: Frame, b: Frame) -> Frame:
+    """Frame ``a`` where ``pred``, else ``b`` (element-wise)."""
     return tuple(jnp.where(pred, x, y) for x, y in zip(a, b, strict=True))
 
 

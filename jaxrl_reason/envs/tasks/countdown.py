@@ -22,13 +22,11 @@ solution (found by a memoized search over pairwise combinations), then the expre
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_reason.envs.tasks import _text, countdown_search
+from jaxrl_reason.envs.tasks import _text, countdown_parser, countdown_search
 from jaxrl_reason.envs.tasks.base import ReasoningTask, as_problem_dict_value
 from jaxrl_reason.envs.tasks.step_checks import countdown_steps_ok
 from jaxrl_reason.types import Array, PRNGKey, Problem
@@ -182,23 +180,6 @@ def solve(numbers: list[int], target: int, max_value: int):
     return steps, countdown_search.render_expression(pool[0][1])
 
 
-class _Parse(NamedTuple):
-    total: Array  # the current parenthesis level's frame: sum so far,
-    term: Array  # product/quotient so far,
-    addop: Array  # pending + (1) or - (2), 0 before the first one,
-    mulop: Array  # pending * (3) or / (4), 0 when the next factor starts a new term
-    stack: Array  # [S, 4] int32 frames of the enclosing levels
-    depth: Array
-    used: Array  # [K] bool: numbers consumed by literals
-    expect: Array  # an operand (number or "(") must come next
-    in_num: Array
-    num: Array
-    num_len: Array
-    lead0: Array
-    err: Array
-    value: Array  # the result, set at the end
-
-
 class Countdown(ReasoningTask):
     """Reach a target from ``num_numbers`` numbers with ``+ - * /`` (see module docstring).
 
@@ -335,132 +316,17 @@ class Countdown(ReasoningTask):
         literal error, an inexact division, division by zero, an intermediate beyond VALUE_BOUND, or a
         literal matching no unused number. Python twin: :func:`evaluate_text`.
         """
-        size = answer.shape[0]
-        s = size + 1
-        k = numbers.shape[0]
-        digit_table = jnp.asarray(_text.digit_values(self.tokenizer))
-        op_table = jnp.asarray(self._op_codes)
-        end_code = 7
-        max_digits = self._dn
-        live = jnp.arange(k) < count
-
-        def binop(code, a, b):
-            """code 1..4 = + - * /; returns (result, bad). Overflow-free: checks before multiplying."""
-            mul_ok = (b == 0) | (jnp.abs(a) <= VALUE_BOUND // jnp.maximum(jnp.abs(b), 1))
-            b_safe = jnp.where(b == 0, 1, b)
-            q = a // b_safe
-            div_ok = (b != 0) & (q * b_safe == a)
-            r = jnp.select([code == 1, code == 2, code == 3], [a + b, a - b, jnp.where(mul_ok, a * b, 0)], q)
-            bad = ((code == 3) & ~mul_ok) | ((code == 4) & ~div_ok) | (jnp.abs(r) > VALUE_BOUND)
-            return r, bad
-
-        def feed(frame, v):
-            """A factor's value arrives: start a term or apply the pending * or /."""
-            total, term, addop, mulop = frame
-            r, bad = binop(mulop, term, v)
-            return (total, jnp.where(mulop == 0, v, r), addop, jnp.int32(0)), (mulop != 0) & bad
-
-        def combine(frame):
-            """sum (pending + or -) term: the value of the level so far."""
-            total, term, addop, _ = frame
-            r, bad = binop(addop, total, term)
-            return jnp.where(addop == 0, term, r), (addop != 0) & bad
-
-        def select(pred, a, b):
-            return tuple(jnp.where(pred, x, y) for x, y in zip(a, b, strict=True))
-
-        def body(st: _Parse, x):
-            i, t = x
-            active = i <= answer_length
-            at_end = i == answer_length
-            t_safe = jnp.clip(t, 0, self.tokenizer.vocab_size - 1)
-            d = jnp.where(at_end, -1, digit_table[t_safe])
-            code = jnp.where(at_end, end_code, op_table[t_safe])
-            is_digit = d >= 0
-            frame = (st.total, st.term, st.addop, st.mulop)
-
-            # A digit continues or starts a literal (a digit right after ")" is an error).
-            cont = st.in_num
-            digit_err = jnp.where(cont, st.lead0 | (st.num_len >= max_digits), ~st.expect)
-
-            # Anything else first closes a pending literal: it is a factor and must match a number.
-            flush = ~is_digit & st.in_num
-            fed, e_feed = feed(frame, st.num)
-            frame = select(flush, fed, frame)
-            match = (numbers == st.num) & ~st.used & live
-            used = st.used | (flush & (jnp.arange(k) == jnp.argmax(match)) & match.any())
-            err = st.err | (flush & (e_feed | ~match.any()))
-            expect = st.expect & ~flush
-
-            is_add, is_mul = (code == 1) | (code == 2), (code == 3) | (code == 4)
-            is_lp, is_rp, is_end = code == 5, code == 6, code == end_code
-            value, e_comb = combine(frame)
-            # "(": save this level's frame, start a fresh one.
-            depth = jnp.clip(st.depth, 0, s - 1)
-            pushed = jnp.stack(frame)
-            stack = st.stack.at[depth].set(jnp.where(active & ~is_digit & is_lp, pushed, st.stack[depth]))
-            # ")": close the level and feed its value to the enclosing frame.
-            parent = tuple(st.stack[jnp.clip(st.depth - 1, 0, s - 1)])
-            closed, e_close = feed(parent, value)
-
-            zero = jnp.int32(0)
-            new = frame
-            new = select(is_add, (value, frame[1], code, frame[3]), new)
-            new = select(is_mul, (frame[0], frame[1], frame[2], code), new)
-            new = select(is_lp, (zero, zero, zero, zero), new)
-            new = select(is_rp, closed, new)
-            err = err | (is_add & (expect | e_comb)) | (is_mul & expect) | (is_lp & ~expect)
-            err = err | (is_rp & (expect | (st.depth == 0) | e_comb | e_close))
-            err = err | (is_end & (expect | (st.depth != 0) | e_comb))
-            err = err | (code == 0)  # any other character
-            nondigit = _Parse(
-                total=new[0],
-                term=new[1],
-                addop=new[2],
-                mulop=new[3],
-                stack=stack,
-                depth=st.depth + is_lp.astype(jnp.int32) - is_rp.astype(jnp.int32),
-                used=used,
-                expect=jnp.where(is_rp, False, expect | is_add | is_mul | is_lp),
-                in_num=jnp.bool_(False),
-                num=st.num,
-                num_len=st.num_len,
-                lead0=st.lead0,
-                err=err,
-                value=jnp.where(is_end, value, st.value),
-            )
-            digit = st._replace(
-                in_num=jnp.bool_(True),
-                num=jnp.where(cont, st.num * 10 + d, d),
-                num_len=jnp.where(cont, st.num_len + 1, 1),
-                lead0=jnp.where(cont, st.lead0, d == 0),
-                err=st.err | digit_err,
-            )
-            nxt = jax.tree.map(lambda a, b: jnp.where(is_digit, a, b), digit, nondigit)
-            nxt = jax.tree.map(lambda a, b: jnp.where(active, a, b), nxt, st)
-            # The stack's only write is already conditioned: no O(S) select per token.
-            return nxt._replace(stack=stack), None
-
-        zero = jnp.int32(0)
-        init = _Parse(
-            total=zero,
-            term=zero,
-            addop=zero,
-            mulop=zero,
-            stack=jnp.zeros((s, 4), jnp.int32),
-            depth=zero,
-            used=jnp.zeros((k,), bool),
-            expect=jnp.bool_(True),
-            in_num=jnp.bool_(False),
-            num=zero,
-            num_len=zero,
-            lead0=jnp.bool_(False),
-            err=jnp.bool_(False),
-            value=zero,
+        return countdown_parser.evaluate(
+            answer,
+            answer_length,
+            numbers,
+            count,
+            digits=_text.digit_values(self.tokenizer),
+            ops=self._op_codes,
+            max_digits=self._dn,
+            bound=VALUE_BOUND,
+            end_token=self.tokenizer.pad_id,
         )
-        tokens = jnp.concatenate([answer.astype(jnp.int32), jnp.asarray([self.tokenizer.pad_id], jnp.int32)])
-        st, _ = jax.lax.scan(body, init, (jnp.arange(size + 1), tokens))
-        return ~st.err, st.value, jnp.all(st.used | ~live)
 
     def _check_answer(self, problem: Problem, answer: Array, answer_length: Array) -> Array:
         ok, value, all_used = self.evaluate(answer, answer_length, problem["numbers"], problem["count"])

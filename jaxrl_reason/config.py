@@ -30,7 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.env_id = "addition-v0"
     c.env_kwargs = ml_collections.ConfigDict()  # difficulty overrides passed to jr.make
-    c.algorithm = "alphazero"  # after the SFT warm start: "alphazero" | "grpo" | "rloo" | "none"
+    c.algorithm = "alphazero"  # after the SFT warm start: "alphazero" | "grpo" | "rloo" | "star" | "none"
     c.total_steps = 1000  # optimizer updates in all (SFT + RL)
     c.checkpoint_every = 200
     c.eval_every = 200
@@ -85,6 +85,15 @@ def base_config() -> ml_collections.ConfigDict:
     c.rl.kl_coef = 0.0  # k3 KL to the params at the start of RL; 0 = off (no reference forward)
     c.rl.temperature = 1.0  # sampling temperature of the behaviour policy
     c.rl.adv_eps = 1e-6  # GRPO: (r - mean) / (std + adv_eps)
+    c.rl.scale_by_std = True  # False: Dr. GRPO advantages r - mean (no std normalisation)
+    c.rl.loss_agg = "token"  # "token" (DAPO: all valid tokens of the batch) | "sequence" | "constant" (Dr. GRPO)
+    c.rl.clip_eps_high = -1.0  # DAPO clip-higher: the upper clip; -1 = the same as clip_eps
+    c.rl.oversample = 1  # DAPO dynamic sampling: draw oversample * num_problems groups, keep informative ones
+
+    # Expert iteration (algorithm="star"; STaR / ReST-EM): sample rl.group_size responses to rl.num_problems
+    # problems at rl.temperature, keep those the verifier accepts, imitate them for rl.updates_per_batch steps.
+    c.star = ml_collections.ConfigDict()
+    c.star.max_per_problem = 0  # at most this many accepted responses per problem; 0 = all (ReST-EM)
 
     # Warm start from another run: a fresh run (no checkpoint in its workdir yet) takes its params from
     # that run's checkpoint, e.g. RL from an SFT run. The model config must be the same; the optimizer,
@@ -333,7 +342,8 @@ def _parse_free(raw: str) -> Any:
 # Validation: every numeric key of base_config has its domain here (a test checks that none is missing)
 
 _CHOICES = {
-    "algorithm": ("alphazero", "grpo", "rloo", "none"),
+    "algorithm": ("alphazero", "grpo", "rloo", "star", "none"),
+    "rl.loss_agg": ("token", "sequence", "constant"),
     "distill.mode": ("sequence", "logits"),
     "distill.keep": ("correct", "all"),
     "selfplay.search": ("gumbel", "muzero"),
@@ -345,6 +355,7 @@ _NON_NEGATIVE = (">= 0", lambda v: v >= 0)
 _AT_LEAST_ONE = (">= 1", lambda v: v >= 1)
 _UNIT = ("in [0, 1]", lambda v: 0 <= v <= 1)
 _OPEN_UNIT = ("in (0, 1)", lambda v: 0 < v < 1)
+_CLIP_OR_SAME = ("in (0, 1), or -1 (the same as rl.clip_eps)", lambda v: 0 < v < 1 or v == -1)
 _STEP_OR_LATEST = (">= 0 (a checkpoint step) or -1 (the latest)", lambda v: v >= -1)
 _ID_OR_DETECT = (">= 0 or -1 (detect)", lambda v: v >= -1)
 _SIZE_OR_MINUS_ONE = ("a positive size or -1 (all remaining devices)", lambda v: v >= 1 or v == -1)
@@ -384,6 +395,9 @@ _DOMAINS = {
     "rl.kl_coef": _NON_NEGATIVE,  # 0 = off (documented)
     "rl.temperature": _POSITIVE,
     "rl.adv_eps": _POSITIVE,
+    "rl.clip_eps_high": _CLIP_OR_SAME,
+    "rl.oversample": _AT_LEAST_ONE,
+    "star.max_per_problem": _NON_NEGATIVE,
     "init.step": _STEP_OR_LATEST,
     "distill.temperature": _POSITIVE,
     "distill.samples_per_problem": _POSITIVE,

@@ -16,7 +16,7 @@ import sys
 
 from jaxrl_reason import parallel
 from jaxrl_reason.datasets import read_problems
-from jaxrl_reason.evaluation.heldout import evaluate
+from jaxrl_reason.evaluation.heldout import evaluate, thinking_budget_env
 from jaxrl_reason.evaluation.sweep import sweep_workdir
 from jaxrl_reason.problems import heldout_problems
 from jaxrl_reason.run.agent import METHODS, Agent
@@ -45,6 +45,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num_problems", type=_positive_int, default=None)
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--responses", default=None, help="write one JSON line per problem: problem, response, reward")
+    p.add_argument(
+        "--max_response_tokens", type=_positive_int, default=None, help="thinking budget: cut responses at N tokens"
+    )
     p.add_argument("--sweep", action="store_true", help="test-time compute sweep -> ttc_sweep.csv/png")
     p.add_argument("--mcts_sims", default="1,2,4,8,16,32,64,128,256", help="sweep: MCTS budgets")
     p.add_argument("--best_of_n", default="2,4,8,16", help="sweep: best-of-N sizes")
@@ -99,13 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         # every device of this process gets its share of the problems (8 fake ones on a CPU-only machine)
         agent = Agent.load(args.workdir, step=args.step, mesh=parallel.make_mesh(-1, 1))
         problems = _problems(args, agent)
+        env = thinking_budget_env(agent, args.max_response_tokens) if args.max_response_tokens else agent.env
     except (FileNotFoundError, CheckpointError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     config = agent.config
     metrics = evaluate(
         agent,
-        agent.env,
+        env,
         problems,
         method=args.method or config.eval.method,
         num_simulations=args.num_simulations,
@@ -117,5 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.responses, "w") as f:
             for row in metrics.pop("responses"):
                 f.write(json.dumps(row) + "\n")
+    if args.max_response_tokens:
+        metrics["max_response_tokens"] = args.max_response_tokens
     print(json.dumps(metrics, indent=2))
     return 0

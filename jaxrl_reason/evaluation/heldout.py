@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from jaxrl_reason import parallel
+from jaxrl_reason.envs.registry import make
 from jaxrl_reason.models import rollout
 from jaxrl_reason.problems import initial_states, padded_chunks
 from jaxrl_reason.run.agent import METHODS, Agent, checked_search, default_temperature
@@ -84,6 +85,23 @@ def evaluate(
     if return_responses:
         out["responses"] = _responses(env, problems, finals, rewards)
     return out
+
+
+def thinking_budget_env(agent: Agent, max_response_tokens: int):
+    """The agent's env with every response cut at `max_response_tokens` tokens: a thinking budget at test time
+    (the verifier scores what was written by then; :func:`evaluate` it like the run's own env)."""
+    if agent.config is None:
+        raise ValueError("a thinking budget needs the agent's run config (Agent.load gives one)")
+    if int(max_response_tokens) < 1:
+        raise ValueError(f"max_response_tokens must be >= 1, got {max_response_tokens}")
+    kwargs = {**dict(agent.config.env_kwargs), "max_response_length": int(max_response_tokens)}
+    env = make(agent.config.env_id, **kwargs)
+    if env.spec.max_length > agent.model.config.max_length:
+        raise ValueError(
+            f"max_response_tokens={max_response_tokens} makes episodes of {env.spec.max_length} tokens; the model "
+            f"reads at most {agent.model.config.max_length}"
+        )
+    return env
 
 
 def _responses(env, problems: list[dict], finals: list, rewards: np.ndarray) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from jaxrl_reason.training import alphazero, policy_gradient
+from jaxrl_reason.training import alphazero, policy_gradient, star
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +61,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         lambda c: c.rl.updates_per_batch,
         policy_gradient.uses_reference,
     ),
+    "star": Algorithm("star", star.buffer, star.build, lambda c: c.rl.updates_per_batch),
 }
 
 

@@ -17,7 +17,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrl_reason.algorithms.grpo import group_advantages, policy_gradient_loss, token_log_probs
+from jaxrl_reason.algorithms.grpo import (
+    group_advantages,
+    group_rows,
+    policy_gradient_loss,
+    select_informative_groups,
+    token_log_probs,
+)
 from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.models import rollout
 
@@ -46,14 +52,21 @@ def build(ctx):
     n, g = rl.num_problems, rl.group_size
     kl = uses_reference(config)
 
+    m = n * rl.oversample  # DAPO dynamic sampling: m candidate groups, the n informative ones kept
+    estimator = "dr_grpo" if config.algorithm == "grpo" and not rl.scale_by_std else config.algorithm
+
     def sample(state):
         key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
         k_init, k_roll = jax.random.split(key)
-        states = jax.vmap(ctx.init)(jax.random.split(k_init, n))
+        states = jax.vmap(ctx.init)(jax.random.split(k_init, m))
         states = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), states)  # rows i*g .. i*g+g-1: problem i
         traj = rollout(model, state.params, env, states, k_roll, temperature=rl.temperature, masked_log_probs=False)
-        rewards = traj.returns[:, 0].reshape(n, g)
-        adv = group_advantages(rewards, estimator=config.algorithm, eps=rl.adv_eps).reshape(-1)
+        rewards = traj.returns[:, 0].reshape(m, g)
+        if m > n:
+            keep, informative = select_informative_groups(rewards, n)
+            traj = jax.tree.map(lambda x: x[group_rows(keep, g)] if getattr(x, "ndim", 0) else x, traj)
+            rewards = rewards[keep]
+        adv = group_advantages(rewards, estimator=estimator, eps=rl.adv_eps).reshape(-1)
         batch = {
             "tokens": traj.tokens,
             "prompt_length": traj.prompt_length.astype(jnp.int32),
@@ -71,6 +84,8 @@ def build(ctx):
             "rl_response_length": traj.valid.sum(1).mean(),
             "rl_zero_std_groups": (rewards.std(1) == 0).mean(),
         }
+        if m > n:
+            metrics["rl_informative_candidates"] = informative.astype(jnp.float32) / m
         return state.replace(buffer=batch, ref_params=ref), metrics
 
     def update(state):
@@ -89,6 +104,8 @@ def build(ctx):
                 batch["advantages"],
                 batch["valid"],
                 clip_eps=rl.clip_eps,
+                clip_eps_high=rl.clip_eps_high if rl.clip_eps_high >= 0 else None,
+                loss_agg=rl.loss_agg,
                 ref_log_p=ref_log_p,
                 kl_coef=rl.kl_coef,
             )

@@ -4,6 +4,11 @@ Prompt ``"{a}+{b}="``; answer: the sum in canonical decimal (no sign, spaces or 
 Demonstration: column sums from the right, carry-in written when it is 1, e.g. for ``57+68``::
 
     7+8=15,5+6+1=12,<ans>125
+
+``demo_style="drop_final_carry"`` makes the demonstrations those of a flawed teacher who forgets the carry out
+of the last column (``7+8=15,5+6+1=12,<ans>25``): right on about half of the problems, wrong on the rest, with
+the same reasoning steps. Imitation of that teacher reproduces its flaw; the verifier (which checks the true
+sum) is unchanged, so RL can learn what the teacher never showed (the main job, configs/default.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from jaxrl_reason.envs.tasks.step_checks import addition_steps_ok
 from jaxrl_reason.types import Array, PRNGKey, Problem
 
 MAX_DIGITS = 8  # the sum has at most 9 digits: int32-safe
+DEMO_STYLES = ("exact", "drop_final_carry")
 
 
 class Addition(ReasoningTask):
@@ -29,8 +35,18 @@ class Addition(ReasoningTask):
     env_id = "addition-v0"
     response_alphabet = "0123456789+=,"
 
-    def __init__(self, *, num_digits: int = 3, tokenizer=None, max_response_length: int | None = None):
+    def __init__(
+        self,
+        *,
+        num_digits: int = 3,
+        tokenizer=None,
+        max_response_length: int | None = None,
+        demo_style: str = "exact",
+    ):
         self.num_digits = _text.check_int("num_digits", num_digits, 1, MAX_DIGITS)
+        if demo_style not in DEMO_STYLES:
+            raise ValueError(f"demo_style must be one of {DEMO_STYLES}, got {demo_style!r}")
+        self.demo_style = demo_style
         # Each column "9+9+1=19," is 9 tokens; then <ans>, up to n+1 digits, <eos>.
         self.default_max_response_length = 10 * self.num_digits + 3
         super().__init__(tokenizer=tokenizer, max_response_length=max_response_length)
@@ -78,7 +94,11 @@ class Addition(ReasoningTask):
     def steps_ok(self, problem_dict: dict, steps: list[str]) -> list[bool]:
         return addition_steps_ok(problem_dict, steps)
 
-    def demonstration(self, problem_dict: dict) -> str:
+    def demonstration(self, problem_dict: dict, style: str | None = None) -> str:
+        """The worked solution of ``style`` (default: the env's ``demo_style``; see the module docstring)."""
+        style = self.demo_style if style is None else style
+        if style not in DEMO_STYLES:
+            raise ValueError(f"style must be one of {DEMO_STYLES}, got {style!r}")
         self.problem_from_dict(problem_dict)
         a, b = str(problem_dict["a"])[::-1], str(problem_dict["b"])[::-1]
         steps, carry = [], 0
@@ -88,4 +108,7 @@ class Addition(ReasoningTask):
             s = da + db + carry
             steps.append(f"{da}+{db}" + ("+1" if carry else "") + f"={s},")
             carry = s // 10
-        return "".join(steps) + self.tokenizer.answer_marker + str(problem_dict["a"] + problem_dict["b"])
+        total = problem_dict["a"] + problem_dict["b"]
+        if style == "drop_final_carry":
+            total %= 10 ** max(len(a), len(b))
+        return "".join(steps) + self.tokenizer.answer_marker + str(total)

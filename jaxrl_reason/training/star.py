@@ -1,0 +1,70 @@
+"""Expert iteration for reasoning (STaR / ReST-EM) in the training loop: sample, keep what the verifier
+accepts, imitate it.
+
+* ``collect``: ``rl.num_problems`` training problems (never held-out ones), ``rl.group_size`` responses each
+  at ``rl.temperature``; the accepted ones (reward 1; at most ``star.max_per_problem`` per problem, 0 = all)
+  are marked in the stored batch.
+* ``update``: cross-entropy on the accepted responses' tokens (:func:`jaxrl_reason.algorithms.star.star_loss`),
+  ``rl.updates_per_batch`` steps per batch. A batch with no accepted response leaves the params unchanged.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl_reason.algorithms.star import accepted_mask, star_loss
+from jaxrl_reason.models import rollout
+
+
+def buffer(config, spec) -> dict:
+    """Zeros of the stored batch: ``num_problems * group_size`` responses and which are accepted."""
+    b = config.rl.num_problems * config.rl.group_size
+    return {
+        "tokens": jnp.zeros((b, spec.max_length), jnp.int32),
+        "prompt_length": jnp.ones((b,), jnp.int32),
+        "length": jnp.ones((b,), jnp.int32),
+        "accepted": jnp.zeros((b,), bool),
+    }
+
+
+def build(ctx):
+    """``(collect, update)`` of expert iteration (see the module docstring)."""
+    config, env, model = ctx.config, ctx.env, ctx.model
+    rl = config.rl
+    n, g = rl.num_problems, rl.group_size
+    cap = int(config.star.max_per_problem) or None
+
+    def collect(state):
+        key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
+        k_init, k_roll = jax.random.split(key)
+        states = jax.vmap(ctx.init)(jax.random.split(k_init, n))
+        states = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), states)
+        traj = rollout(model, state.params, env, states, k_roll, temperature=rl.temperature)
+        rewards = traj.returns[:, 0]
+        accepted = accepted_mask(rewards, problem_index=jnp.arange(n * g) // g, max_per_problem=cap)
+        batch = {
+            "tokens": traj.tokens,
+            "prompt_length": traj.prompt_length.astype(jnp.int32),
+            "length": traj.final_state.length.astype(jnp.int32),
+            "accepted": accepted,
+        }
+        solved = (rewards == 1.0).reshape(n, g).any(1)
+        metrics = {
+            "rl_accuracy": (rewards == 1.0).mean(),
+            "rl_response_length": traj.valid.sum(1).mean(),
+            "star_accepted": accepted.mean(),
+            "star_solved_problems": solved.mean(),
+        }
+        return state.replace(buffer=batch), metrics
+
+    def update(state):
+        batch = state.buffer
+
+        def loss_fn(params):
+            logits, _ = model.apply(params, batch["tokens"])
+            return star_loss(logits, batch["tokens"], batch["prompt_length"], batch["length"], batch["accepted"])
+
+        return ctx.apply_grads(state, loss_fn)
+
+    return collect, update

@@ -14,6 +14,7 @@ from jaxrl_reason.evaluation.heldout import evaluate
 from jaxrl_reason.problems import heldout_problems
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer
+from jaxrl_reason.run.metrics import read_metrics
 from jaxrl_reason.training.cli import main
 from jaxrl_reason.training.loop import KILL_AT_STEP_ENV, train
 from jaxrl_reason.training.state import TrainingError
@@ -99,7 +100,9 @@ def test_resume_after_kill_is_bit_identical_and_same_seed_same_params(tmp_path):
     assert proc.returncode == -9, proc.stderr.decode()[-3000:]
     # Run A: uninterrupted, in this process.
     summary = train(tiny_config(), str(tmp_path / "a"), progress=False)
-    assert summary["step"] == 8 and 0.0 <= summary["accuracy"] <= 1.0
+    assert summary["step"] == 8
+    last_eval = [r for r in read_metrics(str(tmp_path / "a")) if r["phase"] == "eval"][-1]
+    assert last_eval["step"] == 8 and summary["accuracy"] == last_eval["accuracy"]
     # Same seed, two processes: identical params at the half-way checkpoint.
     _assert_same(_params(tmp_path / "a", 4)[0], _params(tmp_path / "b", 4)[0])
     # Resume B (SFT phase done, self-play phase and replay restored) and finish.
@@ -116,8 +119,16 @@ def test_training_writes_metrics_plots_and_a_playable_agent(tmp_path):
     assert {"metrics.jsonl", "learning_curves.png", "config.json", "checkpoints", "tensorboard"} <= names
     agent = Agent.load(str(tmp_path))
     problems = heldout_problems(agent.env, agent.config)
-    out = evaluate(agent, agent.env, problems, method="greedy", batch_size=8)
-    assert out["num_problems"] == 8 and 0.0 <= out["accuracy"] <= 1.0
+    out = evaluate(agent, agent.env, problems, method="greedy", batch_size=8, return_responses=True)
+    assert out["num_problems"] == 8 and [r["problem"] for r in out["responses"]] == problems
+    # accuracy and mean reward are those of the returned responses, re-scored by the Python verifier
+    rescored = [agent.env.score_text(r["problem"], r["response"]) for r in out["responses"]]
+    assert [r["reward"] for r in out["responses"]] == rescored
+    assert out["accuracy"] == np.mean(np.array(rescored) == 1.0) and out["mean_reward"] == np.mean(rescored)
+    # the loop's last evaluation (step 4, greedy, the same problems and params) saw the same accuracy
+    last_eval = [r for r in read_metrics(str(tmp_path)) if r["phase"] == "eval"][-1]
+    assert last_eval["step"] == 4 and last_eval["accuracy"] == out["accuracy"]
+    assert last_eval["tokens_generated"] == out["tokens_generated"]
     states = jax.vmap(agent.env.init)(jax.random.split(jax.random.PRNGKey(0), 3))
     actions = np.asarray(agent.act(jax.random.PRNGKey(1), states, method="greedy"))
     assert actions.shape == (3,) and np.asarray(states.legal_action_mask)[np.arange(3), actions].all()

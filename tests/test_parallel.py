@@ -80,8 +80,8 @@ def _one_iteration(shape):
     state = init_state(config, env, model, tx, mesh=mesh)
     batch = sft_batch(data, 0, config.sft.batch_size, config.seed)
     state, _ = fns.sft_update(state, parallel.host_batch_to_global(batch, fns.batch_shardings(batch)))
-    state, sp = fns.selfplay_iteration(state)
-    state, metrics = fns.rl_update(state)
+    state, sp = fns.collect(state)
+    state, metrics = fns.update(state)
     return state, {**jax.device_get(sp), **jax.device_get(metrics)}
 
 

@@ -212,11 +212,11 @@ def test_value_warmup_trains_only_the_value_head():
     data = demonstration_set(env, run_problem_sets(env, 0, 16, 1)[0])
     for step in range(2):  # SFT first: Adam carries momentum for every parameter into the warm-up
         state, _ = fns.sft_update(state, sft_batch(data, step, config.sft.batch_size, 0))
-    state, _ = fns.selfplay_iteration(state)
+    state, _ = fns.collect(state)
     before = jax.device_get(state.params)
     assert set(VALUE_HEAD_PARAMS) <= set(before)
     for _ in range(2):  # both inside the warm-up
-        state, _ = fns.rl_update(state)
+        state, _ = fns.update(state)
     after = jax.device_get(state.params)
     for name in before:
         changed = any(
@@ -224,7 +224,7 @@ def test_value_warmup_trains_only_the_value_head():
             for a, b in zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name]), strict=True)
         )
         assert changed == (name in VALUE_HEAD_PARAMS), name
-    state, _ = fns.rl_update(state)  # after the warm-up the policy trains too
+    state, _ = fns.update(state)  # after the warm-up the policy trains too
     assert not np.array_equal(jax.device_get(state.params)["policy_head"], after["policy_head"])
 
 

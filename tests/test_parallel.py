@@ -146,7 +146,7 @@ def test_evaluation_and_acting_split_over_a_mesh_give_the_same_results():
     assert eight.mesh.devices.size == 8
     problems = heldout_problems(one.env, one.config)
     for method in ("sample", "mcts"):  # both use per-problem keys
-        kw = dict(method=method, num_simulations=4, top_k=4, batch_size=8, seed=3)
+        kw = dict(method=method, num_simulations=4, search=one.search.replace(top_k=4), batch_size=8, seed=3)
         a, b = evaluate(one, one.env, problems, **kw), evaluate(eight, eight.env, problems, **kw)
         assert a == b, method  # the same per-problem keys: the same answers, whatever the devices
     states = jax.vmap(one.env.init)(jax.random.split(jax.random.PRNGKey(0), 16))

@@ -233,12 +233,13 @@ def test_agent_searches_with_the_rescale_setting_it_was_trained_with(tmp_path):
     config.selfplay.rescale_values = False
     train(config, str(tmp_path), progress=False)
     agent = Agent.load(str(tmp_path))
-    assert agent.rescale_values is False
+    assert agent.search.rescale_values is False
     states = jax.vmap(agent.env.init)(jax.random.split(jax.random.PRNGKey(0), 2))
     agent.act(jax.random.PRNGKey(1), states, method="mcts", num_simulations=2, top_k=2)
-    [(kind, method, _, options, _)] = agent._jitted  # the one compiled search: what it was built with
-    assert (kind, method) == ("act", "mcts") and dict(options)["rescale_values"] is False
-    assert Agent(model=agent.model, params=agent.params, env=agent.env).rescale_values is True  # mctx default
+    [(kind, method, _, search, _)] = agent._jitted  # the one compiled search: what it was built with
+    assert (kind, method) == ("act", "mcts") and search.rescale_values is False
+    assert (search.num_simulations, search.top_k) == (2, 2)
+    assert Agent(model=agent.model, params=agent.params, env=agent.env).search.rescale_values is True  # mctx default
 
 
 def test_a_config_saved_before_a_key_existed_loads_with_its_default():

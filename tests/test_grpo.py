@@ -1,6 +1,7 @@
 """GRPO / RLOO: hand-computed advantages and clipped losses; a GRPO run (with the KL reference) resumes
 bit for bit from a checkpoint taken between two updates on the same sampled batch."""
 
+import json
 import math
 import os
 import shutil
@@ -67,7 +68,7 @@ def rl_config(**changes):
     base = dict(
         algorithm="grpo",
         total_steps=8,
-        sft__steps=1,
+        sft__steps=3,  # RL from step 3, a batch every 2 updates (3, 5, 7): step 4 lies between two updates
         checkpoint_every=4,
         eval_every=8,
         rl__group_size=4,
@@ -102,12 +103,57 @@ def test_grpo_run_resumes_bit_exactly(tmp_path):
     s8a, s8b = _raw_state(a, 8), _raw_state(b, 8)
     _assert_same(s8a["ref_params"], s8b["ref_params"])
     _assert_same(s8a["buffer"], s8b["buffer"])
-    # the reference was frozen at the first RL step (after SFT), so it is neither the init nor the final params
-    ref, init = s8a["ref_params"], _raw_state(a, 4)["params"]
-    assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(ref), jax.tree.leaves(params_a), strict=True))
+    # the reference was frozen at the first RL step: the params after the SFT steps, unchanged at steps 4 and 8
+    ref = s8a["ref_params"]
+    _assert_same(_raw_state(a, 4)["ref_params"], ref)
+    _assert_same(_params_after_sft(rl_config()), ref)
+    assert not _all_equal(ref, _raw_state(a, 4)["params"]) and not _all_equal(ref, params_a)
+    # the stored advantages are the group advantages of the stored responses' rewards, re-scored in Python
+    rewards = _rescore(s8a["buffer"]).reshape(2, 4)
     adv = np.asarray(s8a["buffer"]["advantages"]).reshape(2, 4)
-    np.testing.assert_allclose(adv.mean(1), 0.0, atol=1e-5)  # group-normalized
-    del init
+    np.testing.assert_allclose(adv, np.asarray(group_advantages(jnp.asarray(rewards), eps=1e-6)), atol=1e-5)
+    logged = [json.loads(x) for x in open(os.path.join(a, "metrics.jsonl")) if '"grpo"' in x]
+    assert logged[-1]["step"] == 8 and logged[-1]["rl_reward"] == pytest.approx(rewards.mean())
+
+
+def _rescore(buffer) -> np.ndarray:
+    """Each stored row's reward by the Python verifier (1-digit addition: the prompt is ``<bos>a+b=``)."""
+    from jaxrl_reason.envs.registry import make
+
+    env = make("addition-v0", num_digits=1)
+    tok, out = env.tokenizer, []
+    for row, p0, valid in zip(buffer["tokens"], buffer["prompt_length"], buffer["valid"], strict=True):
+        a, b = tok.decode([int(x) for x in row[1:p0]]).rstrip("=").split("+")
+        text = tok.decode([int(x) for x in row[p0 : p0 + int(valid.sum())]]).split(tok.eos, 1)[0]
+        out.append(env.score_text({"a": int(a), "b": int(b)}, text))
+    return np.asarray(out, np.float32)
+
+
+def _all_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def _params_after_sft(config):
+    """The params after the run's SFT steps, computed step by step outside the loop (the reference's value)."""
+    from jaxrl_reason import parallel
+    from jaxrl_reason.envs.registry import make
+    from jaxrl_reason.problems import demonstration_set, run_problem_sets
+    from jaxrl_reason.training.imitation import sft_batch
+    from jaxrl_reason.training.loop import make_train_fns
+    from jaxrl_reason.training.state import build_model, build_optimizer, init_state
+
+    env = make(config.env_id, **dict(config.env_kwargs))
+    model, tx = build_model(config, env), build_optimizer(config)
+    fns = make_train_fns(config, env, model, tx)
+    state = init_state(config, env, model, tx, mesh=fns.mesh)
+    init = jax.device_get(state.params)
+    data = demonstration_set(env, run_problem_sets(env, config.seed, config.sft.num_examples, 1)[0])
+    for step in range(config.sft.steps):
+        batch = sft_batch(data, step, config.sft.batch_size, config.seed)
+        state, _ = fns.sft_update(state, parallel.host_batch_to_global(batch, fns.batch_shardings(batch)))
+    params = jax.device_get(state.params)
+    assert not _all_equal(params, init)  # the SFT step moved them
+    return params
 
 
 def _raw_state(workdir, step):

@@ -203,7 +203,7 @@ def test_finds_the_best_action_and_never_expands_illegal_tokens():
     "algorithm,kw",
     [
         ("gumbel", dict(gumbel_scale=0.0)),
-        pytest.param("muzero", dict(dirichlet_fraction=0.0), marks=pytest.mark.slow),
+        ("muzero", dict(dirichlet_fraction=0.0)),
     ],
 )
 def test_top_k_with_k_equal_a_matches_dense_mctx(algorithm, kw):
@@ -282,7 +282,6 @@ def test_tic_tac_toe_takes_wins_and_blocks_losses_for_either_player():
     np.testing.assert_allclose(root_q[np.array([0, 2])].max(-1), 1.0)  # the winning moves are sure wins
 
 
-@pytest.mark.slow  # the same check runs by default through tests/test_decoding.py (MCTS decoding)
 def test_real_transformer_prefix_sharing_matches_full_forward_on_tic_tac_toe():
     env = jr.make("tic-tac-toe-v0")
     model = jr.PolicyValueTransformer(

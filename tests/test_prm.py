@@ -7,13 +7,15 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxrl_reason.algorithms.prm import mc_labels, prefix_states, prm_targets, step_boundaries
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.envs.tasks.step_checks import split_steps
-from jaxrl_reason.evaluation.prm_fit import fit_prm
+from jaxrl_reason.evaluation.prm_fit import fit_prm, label_errors, label_responses, sample_responses
 from jaxrl_reason.models import TransformerConfig
 from jaxrl_reason.models.prm import PolicyWithPRM
+from jaxrl_reason.problems import heldout_problems
 from jaxrl_reason.run.prm_io import load_prm
 from tests._tiny_run import tiny_run
 
@@ -128,14 +130,30 @@ def test_fit_prm_reports_label_errors_and_plugs_into_beam(tmp_path):
         out_dir=out,
     )
     assert json.load(open(os.path.join(out, "report.json"))) == report
-    for k in ("mc_hard_error", "mc_soft_error", "prm_error"):
-        assert 0.0 <= report[k] <= 1.0
-    assert report["num_steps"] > 0
     model, params = load_prm(out)
     from jaxrl_reason.run.agent import Agent
     from jaxrl_reason.search import decode
 
     agent = Agent.load(workdir)
+    # the report's error rates are label_errors of the held-out samples, their MC labels and the saved PRM,
+    # recomputed here from the documented seeds (samples: fold_in(key, 12), labels: fold_in(key, 22))
+    key = jax.random.PRNGKey(0)
+    heldout = heldout_problems(agent.env, agent.config)[:8]
+    samples = sample_responses(agent, heldout, jax.random.fold_in(key, 12))
+    bounds, ok, soft = label_responses(
+        agent, heldout, samples, jax.random.fold_in(key, 22), num_rollouts=2, max_steps=3
+    )
+    prob = np.asarray(model.apply(params, jnp.asarray(samples["tokens"]))[1])
+    prm_final = prob[np.arange(8), samples["length"] - 1]
+    exact = []
+    for d, row, p0, n in zip(heldout, samples["tokens"], samples["prompt_length"], samples["length"], strict=True):
+        text = agent.env.tokenizer.decode([int(t) for t in row[p0:n] if int(t) != agent.env.spec.eos_id])
+        exact.append((agent.env.step_labels(d, text), "<ans>" in text))
+    expected = label_errors(exact, ok, soft, samples["reward"] == 1.0, np.take_along_axis(prob, bounds, 1), prm_final)
+    assert expected["num_steps"] > 0
+    for k, v in expected.items():
+        assert report[k] == pytest.approx(v, abs=1e-6), k
+    assert report["policy_sample_accuracy_eval"] == np.mean(samples["reward"] == 1.0)
     both = PolicyWithPRM(agent.model, model)
     tokens = jnp.zeros((2, agent.env.spec.max_length), jnp.int32)
     _, values = both.apply((agent.params, params), tokens)
@@ -179,3 +197,27 @@ def test_prm_loss_regresses_the_label_in_unit_range():
     values = jnp.array([[0.5, 1.0, -3.0]])
     loss, _ = prm_loss(values, jnp.array([[1.0, 1.0, 0.0]]), jnp.array([[True, True, False]]))
     np.testing.assert_allclose(float(loss), (0.25 + 0.0) / 2, rtol=1e-6)
+
+
+def test_label_errors_golden():
+    # row 0: 3 steps, the last the answer; row 1: 2 steps, no answer; row 2: 3 steps, only 1 within max_steps
+    exact = [([True, False, False], True), ([True, True], False), ([True, True, True], False)]
+    ok = np.array([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0]], bool)
+    soft = np.array([[0, 0.8, 0.3, 0], [0, 0.6, 0.0, 0], [0, 1.0, 0, 0]], np.float32)
+    prm = np.array([[0, 0.9, 0.2, 0], [0, 0.7, 0.4, 0], [0, 0.8, 0, 0]], np.float32)
+    out = label_errors(exact, ok, soft, np.array([0.0, 1.0, 0.0]), prm, np.array([0.6, 0.9, 0.1]))
+    # steps (exact, mc, prm): (T,.8,.9) (F,.3,.2) (F,0,.6) | (T,.6,.7) (T,0,.4) | (T,1,.8)
+    expected = {
+        "num_steps": 6,
+        "fraction_correct_steps": 4 / 6,
+        "mc_hard_error": 2 / 6,  # mc > 0 on the 2nd step (wrong), not on the 5th (correct)
+        "mc_soft_error": 1 / 6,
+        "mc_soft_mae": (0.2 + 0.3 + 0 + 0.4 + 1 + 0) / 6,
+        "prm_error": 2 / 6,
+        "prm_mae": (0.1 + 0.2 + 0.6 + 0.3 + 0.6 + 0.2) / 6,
+        "prm_error_on_wrong_steps": 1 / 2,
+        "prm_error_on_correct_steps": 1 / 4,
+    }
+    assert out.keys() == expected.keys()
+    for k, v in expected.items():
+        assert out[k] == pytest.approx(v, abs=1e-6), k

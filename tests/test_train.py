@@ -14,6 +14,7 @@ from jaxrl_reason.evaluation.heldout import evaluate
 from jaxrl_reason.problems import heldout_problems
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer
+from jaxrl_reason.run.metrics import read_metrics
 from jaxrl_reason.training.cli import main
 from jaxrl_reason.training.loop import KILL_AT_STEP_ENV, train
 from jaxrl_reason.training.state import TrainingError
@@ -99,7 +100,9 @@ def test_resume_after_kill_is_bit_identical_and_same_seed_same_params(tmp_path):
     assert proc.returncode == -9, proc.stderr.decode()[-3000:]
     # Run A: uninterrupted, in this process.
     summary = train(tiny_config(), str(tmp_path / "a"), progress=False)
-    assert summary["step"] == 8 and 0.0 <= summary["accuracy"] <= 1.0
+    assert summary["step"] == 8
+    last_eval = [r for r in read_metrics(str(tmp_path / "a")) if r["phase"] == "eval"][-1]
+    assert last_eval["step"] == 8 and summary["accuracy"] == last_eval["accuracy"]
     # Same seed, two processes: identical params at the half-way checkpoint.
     _assert_same(_params(tmp_path / "a", 4)[0], _params(tmp_path / "b", 4)[0])
     # Resume B (SFT phase done, self-play phase and replay restored) and finish.
@@ -116,8 +119,16 @@ def test_training_writes_metrics_plots_and_a_playable_agent(tmp_path):
     assert {"metrics.jsonl", "learning_curves.png", "config.json", "checkpoints", "tensorboard"} <= names
     agent = Agent.load(str(tmp_path))
     problems = heldout_problems(agent.env, agent.config)
-    out = evaluate(agent, agent.env, problems, method="greedy", batch_size=8)
-    assert out["num_problems"] == 8 and 0.0 <= out["accuracy"] <= 1.0
+    out = evaluate(agent, agent.env, problems, method="greedy", batch_size=8, return_responses=True)
+    assert out["num_problems"] == 8 and [r["problem"] for r in out["responses"]] == problems
+    # accuracy and mean reward are those of the returned responses, re-scored by the Python verifier
+    rescored = [agent.env.score_text(r["problem"], r["response"]) for r in out["responses"]]
+    assert [r["reward"] for r in out["responses"]] == rescored
+    assert out["accuracy"] == np.mean(np.array(rescored) == 1.0) and out["mean_reward"] == np.mean(rescored)
+    # the loop's last evaluation (step 4, greedy, the same problems and params) saw the same accuracy
+    last_eval = [r for r in read_metrics(str(tmp_path)) if r["phase"] == "eval"][-1]
+    assert last_eval["step"] == 4 and last_eval["accuracy"] == out["accuracy"]
+    assert last_eval["tokens_generated"] == out["tokens_generated"]
     states = jax.vmap(agent.env.init)(jax.random.split(jax.random.PRNGKey(0), 3))
     actions = np.asarray(agent.act(jax.random.PRNGKey(1), states, method="greedy"))
     assert actions.shape == (3,) and np.asarray(states.legal_action_mask)[np.arange(3), actions].all()
@@ -201,11 +212,11 @@ def test_value_warmup_trains_only_the_value_head():
     data = demonstration_set(env, run_problem_sets(env, 0, 16, 1)[0])
     for step in range(2):  # SFT first: Adam carries momentum for every parameter into the warm-up
         state, _ = fns.sft_update(state, sft_batch(data, step, config.sft.batch_size, 0))
-    state, _ = fns.selfplay_iteration(state)
+    state, _ = fns.collect(state)
     before = jax.device_get(state.params)
     assert set(VALUE_HEAD_PARAMS) <= set(before)
     for _ in range(2):  # both inside the warm-up
-        state, _ = fns.rl_update(state)
+        state, _ = fns.update(state)
     after = jax.device_get(state.params)
     for name in before:
         changed = any(
@@ -213,7 +224,7 @@ def test_value_warmup_trains_only_the_value_head():
             for a, b in zip(jax.tree.leaves(before[name]), jax.tree.leaves(after[name]), strict=True)
         )
         assert changed == (name in VALUE_HEAD_PARAMS), name
-    state, _ = fns.rl_update(state)  # after the warm-up the policy trains too
+    state, _ = fns.update(state)  # after the warm-up the policy trains too
     assert not np.array_equal(jax.device_get(state.params)["policy_head"], after["policy_head"])
 
 
@@ -222,12 +233,13 @@ def test_agent_searches_with_the_rescale_setting_it_was_trained_with(tmp_path):
     config.selfplay.rescale_values = False
     train(config, str(tmp_path), progress=False)
     agent = Agent.load(str(tmp_path))
-    assert agent.rescale_values is False
+    assert agent.search.rescale_values is False
     states = jax.vmap(agent.env.init)(jax.random.split(jax.random.PRNGKey(0), 2))
     agent.act(jax.random.PRNGKey(1), states, method="mcts", num_simulations=2, top_k=2)
-    [(kind, method, _, options, _)] = agent._jitted  # the one compiled search: what it was built with
-    assert (kind, method) == ("act", "mcts") and dict(options)["rescale_values"] is False
-    assert Agent(model=agent.model, params=agent.params, env=agent.env).rescale_values is True  # mctx default
+    [(kind, method, _, search, _)] = agent._jitted  # the one compiled search: what it was built with
+    assert (kind, method) == ("act", "mcts") and search.rescale_values is False
+    assert (search.num_simulations, search.top_k) == (2, 2)
+    assert Agent(model=agent.model, params=agent.params, env=agent.env).search.rescale_values is True  # mctx default
 
 
 def test_a_config_saved_before_a_key_existed_loads_with_its_default():

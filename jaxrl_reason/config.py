@@ -85,6 +85,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.rl.kl_coef = 0.0  # k3 KL to the params at the start of RL; 0 = off (no reference forward)
     c.rl.temperature = 1.0  # sampling temperature of the behaviour policy
     c.rl.adv_eps = 1e-6  # GRPO: (r - mean) / (std + adv_eps)
+    c.rl.learning_rate = 1e-4  # GRPO/RLOO/STaR: the RL phase's own rate (after rl.warmup_steps), not optim.*'s
+    c.rl.warmup_steps = 10
     c.rl.scale_by_std = True  # False: Dr. GRPO advantages r - mean (no std normalisation)
     c.rl.loss_agg = "token"  # "token" (DAPO: all valid tokens of the batch) | "sequence" | "constant" (Dr. GRPO)
     c.rl.clip_eps_high = -1.0  # DAPO clip-higher: the upper clip; -1 = the same as clip_eps
@@ -395,6 +397,8 @@ _DOMAINS = {
     "rl.kl_coef": _NON_NEGATIVE,  # 0 = off (documented)
     "rl.temperature": _POSITIVE,
     "rl.adv_eps": _POSITIVE,
+    "rl.learning_rate": _POSITIVE,
+    "rl.warmup_steps": _NON_NEGATIVE,
     "rl.clip_eps_high": _CLIP_OR_SAME,
     "rl.oversample": _AT_LEAST_ONE,
     "star.max_per_problem": _NON_NEGATIVE,

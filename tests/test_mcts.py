@@ -386,16 +386,10 @@ def test_agent_act_passes_rollouts_and_depth_to_its_search():
     # depth 1: an untrained value head cannot see O's threat; 64 random playouts per leaf do (block at 1)
     acts = agent.act(jax.random.key(3), states, rollouts=64, rollout_weight=1.0, **kw)
     np.testing.assert_array_equal(acts, [1, 1])
-    [(_, _, _, options, _)] = agent._jitted
-    assert dict(options) == dict(
-        num_simulations=64,
-        top_k=9,
-        rescale_values=True,
-        rollouts=64,
-        rollout_weight=1.0,
-        max_depth=1,
-        algorithm="gumbel",
-    )
+    [(_, _, _, search, _)] = agent._jitted
+    assert search == jr.SearchConfig(
+        num_simulations=64, top_k=9, rollouts=64, rollout_weight=1.0, max_depth=1, gumbel_scale=0.0
+    )  # the agent's default search (no run config: no Gumbel noise at test time) with the options asked for
     # PUCT too: greedy play takes the most visited move
     acts = agent.act(jax.random.key(3), states, rollouts=64, rollout_weight=1.0, algorithm="muzero", **kw)
     np.testing.assert_array_equal(acts, [1, 1])
@@ -408,14 +402,14 @@ def test_selfplay_search_targets_use_the_rollouts():
     spec = env.spec
     model = Uniform(ToyConfig(num_actions=spec.num_actions, vocab_size=spec.vocab_size, max_length=spec.max_length))
     states = _ttt_states(env, [(4, 0, 8, 2)] * 2)
+    search = jr.SearchConfig(num_simulations=64, top_k=9, max_depth=1)
     play = jax.jit(
-        functools.partial(
-            selfplay, model, env=env, num_simulations=64, top_k=9, max_depth=1, temperature=0.0, num_steps=1
-        ),
-        static_argnames=("rollouts", "rollout_weight"),
+        functools.partial(selfplay, model, env=env, temperature=0.0, num_steps=1), static_argnames=("search",)
     )
-    blind = play(model.init(None), states=states, key=jax.random.key(0))
-    seen = play(model.init(None), states=states, key=jax.random.key(0), rollouts=64, rollout_weight=1.0)
+    blind = play(model.init(None), states=states, key=jax.random.key(0), search=search)
+    seen = play(
+        model.init(None), states=states, key=jax.random.key(0), search=search.replace(rollouts=64, rollout_weight=1.0)
+    )
     # the recorded search policy (the training target) favours the block only with rollouts
     legal = np.array([1, 3, 5, 6, 7])
     np.testing.assert_allclose(np.asarray(blind.policy[:, 0])[:, legal], 0.2, atol=1e-6)  # no information

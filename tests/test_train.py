@@ -271,3 +271,19 @@ def test_a_run_saved_before_a_model_field_existed_still_resumes():
     grouped = {**current, "model": {**current["model"], "num_kv_heads": 1}}
     with pytest.raises(ValueError, match="holds a run with model="):
         _check_compatible(grouped, current, "w")
+
+
+def test_rl_algorithms_use_their_own_learning_rate_after_imitation():
+    from jaxrl_reason.training.state import learning_rate_schedule
+
+    c = tiny_config(algorithm="star", total_steps=100, sft__steps=40)
+    c.optim.learning_rate, c.optim.warmup_steps, c.optim.end_learning_rate_ratio = 1e-3, 10, 0.1
+    c.rl.learning_rate, c.rl.warmup_steps = 5e-5, 4
+    lr = learning_rate_schedule(c)
+    assert float(lr(5)) == pytest.approx(5e-4)  # imitation warm-up: half way to the peak
+    assert float(lr(10)) == pytest.approx(1e-3)
+    assert float(lr(40 - 1)) == pytest.approx(1e-4 + 9e-4 * 0.5 * (1 + np.cos(np.pi * 29 / 30)), rel=1e-4)
+    assert float(lr(40)) == 0.0 and float(lr(42)) == pytest.approx(2.5e-5)  # the RL warm-up restarts from 0
+    assert float(lr(44)) == pytest.approx(5e-5) and float(lr(99)) == pytest.approx(5e-5)
+    c.algorithm = "alphazero"  # AlphaZero continues the one schedule over the whole run
+    assert float(learning_rate_schedule(c)(40)) > 1e-4

@@ -147,8 +147,8 @@ def sweep(
     tok = getattr(agent.env, "tokenizer", None)
     if agent.env.spec.num_players == 1 and tok is not None and "step_id" not in spec_kwargs:
         spec_kwargs["step_id"] = tok.id_of(",")  # reasoning steps end with "," (jaxrl_reason.algorithms.prm)
-    if spec_kwargs.get("mcts_rescale_values") is None and hasattr(agent, "rescale_values"):
-        spec_kwargs["mcts_rescale_values"] = agent.rescale_values  # search as the run searched in self-play
+    if spec_kwargs.get("mcts_rescale_values") is None:
+        spec_kwargs["mcts_rescale_values"] = agent.search.rescale_values  # search as the run searched in self-play
     for method, selection, budget, kwargs in sweep_specs(with_prm=prm is not None, **spec_kwargs):
         res = run_method(agent, problems, method, kwargs, prm=prm, batch_size=batch_size, seed=seed)
         rows.append({"method": method, "selection": selection, "budget": budget, **res})

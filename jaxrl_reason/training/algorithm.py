@@ -43,6 +43,7 @@ class Algorithm:
     build: Callable[[BuildContext], tuple[Callable, Callable]]
     collect_every: Callable[[Any], int]
     uses_reference: Callable[[Any], bool] = lambda config: False
+    own_learning_rate: bool = False  # the RL phase uses rl.learning_rate (training.state.learning_rate_schedule)
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -53,6 +54,7 @@ ALGORITHMS: dict[str, Algorithm] = {
         policy_gradient.build,
         lambda c: c.rl.updates_per_batch,
         policy_gradient.uses_reference,
+        own_learning_rate=True,
     ),
     "rloo": Algorithm(
         "rloo",
@@ -60,8 +62,9 @@ ALGORITHMS: dict[str, Algorithm] = {
         policy_gradient.build,
         lambda c: c.rl.updates_per_batch,
         policy_gradient.uses_reference,
+        own_learning_rate=True,
     ),
-    "star": Algorithm("star", star.buffer, star.build, lambda c: c.rl.updates_per_batch),
+    "star": Algorithm("star", star.buffer, star.build, lambda c: c.rl.updates_per_batch, own_learning_rate=True),
 }
 
 

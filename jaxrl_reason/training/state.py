@@ -40,15 +40,33 @@ def build_model(config, env) -> PolicyValueTransformer:
     return PolicyValueTransformer(TransformerConfig.for_env(env.spec, config.model.preset, **overrides))
 
 
-def build_optimizer(config) -> optax.GradientTransformation:
+def learning_rate_schedule(config) -> optax.Schedule:
+    """The run's learning rate by step. AlphaZero continues one warm-up + cosine schedule over the whole run
+    (``optim.*``). The RL algorithms with a schedule of their own (GRPO, RLOO, STaR) decay that schedule
+    over the imitation steps, then use ``rl.learning_rate`` after a linear warm-up of ``rl.warmup_steps``:
+    a fine-tuning rate, not the imitation rate continued (Adam's first updates at an imitation rate undo a
+    trained policy)."""
     o = config.optim
-    schedule = optax.warmup_cosine_decay_schedule(
+    algo = get_algorithm(config)
+    own = algo is not None and algo.own_learning_rate
+    span = config.sft.steps if own else config.total_steps
+    imitation = optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=o.learning_rate,
-        warmup_steps=min(o.warmup_steps, max(config.total_steps - 1, 1)),
-        decay_steps=max(config.total_steps, o.warmup_steps + 1),
+        warmup_steps=min(o.warmup_steps, max(span - 1, 1)),
+        decay_steps=max(span, o.warmup_steps + 1),
         end_value=o.learning_rate * o.end_learning_rate_ratio,
     )
+    if not own:
+        return imitation
+    rl = config.rl
+    warmup = optax.linear_schedule(0.0, rl.learning_rate, max(rl.warmup_steps, 1))
+    return optax.join_schedules([imitation, warmup], [config.sft.steps])
+
+
+def build_optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    schedule = learning_rate_schedule(config)
     return optax.chain(optax.clip_by_global_norm(o.grad_clip), optax.adamw(schedule, weight_decay=o.weight_decay))
 
 

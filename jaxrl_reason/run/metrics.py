@@ -61,6 +61,26 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def phase_changes(records: list[dict]) -> list[tuple[int, str]]:
+    """``(step, phase)`` where the training phase changes (e.g. ``sft`` -> ``star``), from metrics records."""
+    out, last, last_step = [], None, 0
+    for r in records:
+        if "loss" not in r:
+            continue
+        if last is not None and r["phase"] != last:
+            out.append((last_step, r["phase"]))  # the last logged step of the phase before
+        last, last_step = r["phase"], r["step"]
+    return out
+
+
+def _mark_phases(records: list[dict], axes) -> None:
+    """A dashed vertical line and the new phase's name where the training phase changes."""
+    for step, phase in phase_changes(records):
+        for ax in axes:
+            ax.axvline(step, color="grey", linestyle="--", linewidth=1)
+        axes[0].text(step, 0.02, f" {phase} \u2192", color="grey", fontsize=8, va="bottom")
+
+
 def plot_learning_curves(workdir: str, *, filename: str = "learning_curves.png") -> str | None:
     """Writes a PNG of held-out accuracy and training loss against steps; returns its path."""
     records = read_metrics(workdir)
@@ -90,6 +110,7 @@ def plot_learning_curves(workdir: str, *, filename: str = "learning_curves.png")
     ax_loss.set(xlabel="step", ylabel="loss", title="Training loss")
     if ax_loss.lines:
         ax_loss.legend()
+    _mark_phases(records, (ax_acc, ax_loss))
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
     fig.tight_layout()

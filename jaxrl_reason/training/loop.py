@@ -113,6 +113,7 @@ class _Run:
     sft_data: Any = None
     train_problems: Any = None  # imitation problems (reasoning tasks), disjoint from eval_problems
     eval_problems: Any = None  # the held-out problems (reasoning tasks)
+    imitation_eval: Any = None  # the held-out evaluation at the end of imitation (when RL follows)
     agent: Any = None
 
 
@@ -228,9 +229,12 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
             _check_finite(metrics, step, phase, run.ckpt)
             if step % config.log_every == 0 or step == end:
                 writer.write(step, metrics, phase=phase)
-            if run.eval_problems is not None and (step % config.eval_every == 0 or step == end):
+            imitation_end = step == sft_steps and end > sft_steps
+            if run.eval_problems is not None and (step % config.eval_every == 0 or step == end or imitation_end):
                 last_eval = _evaluate(run, state)
                 writer.write(step, last_eval, phase="eval")
+                if imitation_end:
+                    _end_of_imitation(run, bar, step, last_eval)
             if step % config.checkpoint_every == 0 or step == end:
                 _save(run, state, step, kill_at)
             bar.show(step, phase, metrics, last_eval)
@@ -241,6 +245,13 @@ def train(config, workdir: str, *, progress: bool = True) -> dict:
     return _summary(run, config.total_steps if end < config.total_steps else step, t_start, last_eval)
 
 
+def _end_of_imitation(run: _Run, bar, step: int, result: dict) -> None:
+    run.imitation_eval = result
+    if run.is_main:
+        acc = result["accuracy"]
+        bar.note(f"end of imitation (step {step}): held-out accuracy {acc:.3f}; now {run.config.algorithm}")
+
+
 def _progress(total: int, initial: int, *, enabled: bool):
     return _progress_out.Bar(total, initial) if enabled else _progress_out.NoBar()
 
@@ -248,6 +259,8 @@ def _progress(total: int, initial: int, *, enabled: bool):
 def _summary(run: _Run, step: int, t_start: float, last_eval: dict) -> dict:
     config = run.config
     summary = {"step": step, "wall_time_s": round(time.time() - t_start, 1), "workdir": run.workdir, **last_eval}
+    if run.imitation_eval is not None:
+        summary["imitation_accuracy"] = run.imitation_eval["accuracy"]
     if run.is_main:
         plot = plot_learning_curves(run.workdir)
         acc = (
@@ -256,5 +269,8 @@ def _summary(run: _Run, step: int, t_start: float, last_eval: dict) -> dict:
             if "accuracy" in last_eval
             else "no held-out evaluation"
         )
+        if "imitation_accuracy" in summary and "accuracy" in last_eval:
+            gain = 100 * (last_eval["accuracy"] - summary["imitation_accuracy"])
+            acc += f"; end of imitation {summary['imitation_accuracy']:.3f}, {config.algorithm} {gain:+.1f} points"
         print(f"done: {config.env_id} step {step}, {acc}, {summary['wall_time_s']} s; plots: {plot}", flush=True)
     return summary

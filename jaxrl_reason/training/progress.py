@@ -20,6 +20,10 @@ class Bar:
         self._bar.update(step - self._step)
         self._step = step
 
+    def note(self, msg: str) -> None:
+        """A line above the bar (kept in the scrollback)."""
+        self._bar.write(msg)
+
     def close(self) -> None:
         self._bar.close()
 
@@ -27,6 +31,9 @@ class Bar:
 class NoBar:
     def show(self, step: int, phase: str, metrics: dict, last_eval: dict) -> None:
         pass
+
+    def note(self, msg: str) -> None:
+        print(msg, flush=True)
 
     def close(self) -> None:
         pass

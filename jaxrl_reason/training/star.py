@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_reason.algorithms.star import accepted_mask, star_loss
+from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.models import rollout
 
 
@@ -65,6 +66,9 @@ def build(ctx):
             logits, _ = model.apply(params, batch["tokens"])
             return star_loss(logits, batch["tokens"], batch["prompt_length"], batch["length"], batch["accepted"])
 
-        return ctx.apply_grads(state, loss_fn)
+        new, metrics = ctx.apply_grads(state, loss_fn)
+        # nothing accepted: no step at all (AdamW's momentum and weight decay would still move the params)
+        skipped = state.replace(step=state.step + 1)
+        return tree_select(batch["accepted"].any(), new, skipped), metrics
 
     return collect, update

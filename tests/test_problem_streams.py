@@ -8,7 +8,7 @@ from jaxrl_reason.config import load_config
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.problems import heldout_problems, problem_key, run_problems, stream_init
 from jaxrl_reason.training.loop import train
-from tests.test_train import tiny_config
+from tests.test_train import restored_state, tiny_config
 
 CONFIGS = ["configs/default.py", "configs/countdown.py", "configs/grpo_addition.py", "configs/grpo_countdown.py"]
 
@@ -68,14 +68,8 @@ def test_a_run_never_trains_on_its_heldout_problems(tmp_path, algorithm):
     config.rl.num_problems = 16
     config.rl.group_size = 2
     train(config, str(tmp_path), progress=False)
-    from jaxrl_reason.run.checkpoint import Checkpointer
-    from jaxrl_reason.training.state import build_model, build_optimizer, init_state
-
     env = make(config.env_id, **dict(config.env_kwargs))
-    like = init_state(config, env, build_model(config, env), build_optimizer(config))
-    with Checkpointer(tmp_path, read_only=True) as ckpt:
-        state, _ = ckpt.restore(like)
-    buf = jax.device_get(state.buffer)
+    buf = restored_state(config, tmp_path).buffer
     prompts = {tuple(t[: int(n)]) for t, n in zip(np.asarray(buf["tokens"]), buf["prompt_length"], strict=True)}
     heldout_states = jax.vmap(env.init_from_problem)(
         jax.tree.map(lambda *x: np.stack(x), *[env.problem_from_dict(d) for d in heldout_problems(env, config)])

@@ -7,11 +7,10 @@ from jaxrl_reason.envs.registry import make
 from jaxrl_reason.evaluation.heldout import thinking_budget_env
 from jaxrl_reason.problems import heldout_problems
 from jaxrl_reason.run.agent import Agent
-from jaxrl_reason.run.checkpoint import Checkpointer
 from jaxrl_reason.training.loop import make_train_fns, train
 from jaxrl_reason.training.state import build_model, build_optimizer, init_state
 from tests._tiny_run import tiny_run
-from tests.test_train import tiny_config
+from tests.test_train import restored_state, tiny_config
 
 
 def _star_config(**changes):
@@ -25,10 +24,7 @@ def test_star_keeps_exactly_the_verified_responses(tmp_path):
     config.optim.learning_rate = 3e-3
     train(config, str(tmp_path), progress=False)
     env = make(config.env_id, **dict(config.env_kwargs))
-    like = init_state(config, env, build_model(config, env), build_optimizer(config))
-    with Checkpointer(tmp_path, read_only=True) as ckpt:
-        state, _ = ckpt.restore(like)
-    buf = jax.device_get(state.buffer)
+    buf = restored_state(config, tmp_path).buffer
     tok = env.tokenizer
     heldout = {tuple(sorted(d.items())) for d in heldout_problems(env, config)}
     for i in range(buf["tokens"].shape[0]):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from jaxrl_reason.config import base_config, validate
+from jaxrl_reason.envs.registry import make
 from jaxrl_reason.evaluation.heldout import evaluate
 from jaxrl_reason.problems import heldout_problems
 from jaxrl_reason.run.agent import Agent
@@ -17,9 +18,18 @@ from jaxrl_reason.run.checkpoint import Checkpointer
 from jaxrl_reason.run.metrics import read_metrics
 from jaxrl_reason.training.cli import main
 from jaxrl_reason.training.loop import KILL_AT_STEP_ENV, train
-from jaxrl_reason.training.state import TrainingError
+from jaxrl_reason.training.state import TrainingError, build_model, build_optimizer, init_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def restored_state(config, workdir):
+    """The train state of the latest checkpoint of a finished run of `config` (read-only)."""
+    env = make(config.env_id, **dict(config.env_kwargs))
+    like = init_state(config, env, build_model(config, env), build_optimizer(config))
+    with Checkpointer(workdir, read_only=True) as ckpt:
+        state, _ = ckpt.restore(like)
+    return jax.device_get(state)
 
 
 def tiny_config(**changes):

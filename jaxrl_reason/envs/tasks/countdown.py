@@ -46,16 +46,9 @@ class _Invalid(Exception):
 
 def _binop(op: str, a: int, b: int) -> int:
     """Python twin of the verifier's arithmetic (raises _Invalid)."""
-    if op == "+":
-        r = a + b
-    elif op == "-":
-        r = a - b
-    elif op == "*":
-        r = a * b
-    else:
-        if b == 0 or a % b:
-            raise _Invalid("division by zero or not exact")
-        r = a // b
+    r = countdown_search.exact_op(op, a, b)
+    if r is None:
+        raise _Invalid("division by zero or not exact")
     if abs(r) > VALUE_BOUND:
         raise _Invalid("intermediate value out of bounds")
     return r

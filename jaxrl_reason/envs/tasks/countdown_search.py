@@ -83,17 +83,22 @@ def render_expression(node: Expr) -> str:
     return ls + op + rs
 
 
+def exact_op(op: str, a: int, b: int) -> int | None:
+    """``a op b`` in exact integer arithmetic (``op`` one of ``+-*/``); None for a division by zero or with a
+    remainder. The one arithmetic of the Python side of countdown (the verifier's twin and the search)."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    return a // b if b and a % b == 0 else None
+
+
 def apply_op(op: str, a: int, b: int, max_value: int) -> int | None:
     """``a op b`` when it is a legal step (result in ``[1, max_value]``, ``/`` exact), else None."""
-    if op == "+":
-        r = a + b
-    elif op == "-":
-        r = a - b
-    elif op == "*":
-        r = a * b
-    else:
-        r = a // b if b and a % b == 0 else 0
-    return r if 1 <= r <= max_value else None
+    r = exact_op(op, a, b)
+    return r if r is not None and 1 <= r <= max_value else None
 
 
 def _without(node: _Node, a: int, b: int) -> tuple[list[int], list[Expr]]:

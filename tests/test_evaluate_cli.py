@@ -3,6 +3,7 @@ reward is what the Python verifier gives its response; the printed metrics agree
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -35,3 +36,33 @@ def test_responses_file_holds_every_problem_rescored_by_the_verifier(tmp_path):
     assert [r["reward"] for r in rows] == rescored
     assert metrics["num_problems"] == 6 and metrics["method"] == "sample" and "responses" not in metrics
     assert metrics["accuracy"] == np.mean(np.array(rescored) == 1.0) and metrics["mean_reward"] == np.mean(rescored)
+
+
+def _snapshot(root: str) -> dict:
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(d, name)
+            out[path] = os.stat(path).st_mtime_ns
+    return out
+
+
+def test_evaluate_beside_a_live_run_writes_and_deletes_nothing(tmp_path, capsys):
+    from jaxrl_reason.evaluation.cli import main
+
+    workdir = str(tmp_path / "run")
+    shutil.copytree(tiny_run(), workdir)
+    # what a live run's Orbax writer has half written: a reader must leave it alone
+    live = os.path.join(workdir, "checkpoints", "12.orbax-checkpoint-tmp", "state")
+    os.makedirs(live)
+    open(os.path.join(live, "part"), "w").write("half a checkpoint")
+    before = _snapshot(workdir)
+    assert main(["--workdir", workdir, "--num_problems", "4"]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    assert json.loads("\n".join(lines[lines.index("{") :]))["num_problems"] == 4
+    assert _snapshot(workdir) == before
+    missing = str(tmp_path / "no_such_run")
+    assert main(["--workdir", missing]) == 2
+    assert not os.path.exists(missing)  # a mistyped workdir is not created
+    assert "no run at" in capsys.readouterr().err

@@ -66,6 +66,8 @@ def test_sweep_cli_writes_csv_and_png():
             "2",
             "--lookahead",
             "2x2",
+            "--thinking_budgets",
+            "2",
             "--prm_dir",
             os.path.join(workdir, "no_prm"),
         ]
@@ -75,6 +77,7 @@ def test_sweep_cli_writes_csv_and_png():
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == COLUMNS
     assert [(r["method"], r["selection"], r["budget"]) for r in rows] == [
+        ("greedy", "thinking", "2"),
         ("greedy", "", "1"),
         ("best_of_n", "majority", "2"),
         ("best_of_n", "orm", "2"),
@@ -89,8 +92,11 @@ def test_sweep_cli_writes_csv_and_png():
     # one prefill of the whole buffer, then one KV-cache decode step per generated token
     agent = Agent.load(workdir)
     ref = evaluate(agent, agent.env, heldout_problems(agent.env, agent.config)[:8], method="greedy")
-    greedy = rows[0]
+    greedy = rows[1]
     assert float(greedy["accuracy"]) == ref["accuracy"]
+    # a 2-token thinking budget: every response is cut at 2 tokens, too short for any 1-digit sum's solution
+    assert float(rows[0]["tokens_per_problem"]) <= 2 and float(rows[0]["accuracy"]) == 0.0
+    assert all(r["with_verifier"] == "False" for r in rows)  # addition: no search may read the stored answer
     assert float(greedy["tokens_per_problem"]) == ref["mean_response_tokens"] > 0
     seq, cfg = agent.env.spec.max_length, agent.model.config
     flops = seq * forward_flops_per_token(cfg, seq) + ref["mean_response_tokens"] * decode_flops_per_token(cfg)

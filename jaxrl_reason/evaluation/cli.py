@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sweep", action="store_true", help="test-time compute sweep -> ttc_sweep.csv/png")
     p.add_argument("--mcts_sims", default="1,2,4,8,16,32,64,128,256", help="sweep: MCTS budgets")
+    p.add_argument("--thinking_budgets", default="", help="sweep: greedy with responses cut at these token counts")
     p.add_argument("--best_of_n", default="2,4,8,16", help="sweep: best-of-N sizes")
     p.add_argument("--beam_widths", default="2,4,8", help="sweep: token-level beam widths")
     p.add_argument("--step_beam_widths", default="2,4", help="sweep: step-level (PRM) beam widths")
@@ -77,6 +78,7 @@ def _sweep(args) -> int:
         lookahead=tuple(tuple(int(v) for v in x.split("x")) for x in args.lookahead.split(",") if x),
         mcts_algorithm=args.mcts_algorithm,
         mcts_gumbel_scale=args.mcts_gumbel_scale,
+        thinking_budgets=_ints(args.thinking_budgets),
     )
     print(f"wrote {args.out_dir or args.workdir}/ttc_sweep.csv and ttc_sweep.png")
     return 0

@@ -24,6 +24,7 @@ import time
 import jax
 import numpy as np
 
+from jaxrl_reason.evaluation.heldout import thinking_budget_env
 from jaxrl_reason.models.flops import forward_flops
 from jaxrl_reason.models.prm import PolicyWithPRM
 from jaxrl_reason.problems import heldout_problems, initial_states, padded_chunks
@@ -86,10 +87,19 @@ def sweep_specs(
 
 
 def run_method(
-    agent, problems: list[dict], method: str, kwargs: dict, *, prm=None, batch_size: int = 64, seed: int = 0
+    agent,
+    problems: list[dict],
+    method: str,
+    kwargs: dict,
+    *,
+    prm=None,
+    batch_size: int = 64,
+    seed: int = 0,
+    env=None,
 ) -> dict:
-    """Accuracy, tokens and FLOPs per problem of one decoding method (one compile, padded batches)."""
-    env, model, params = agent.env, agent.model, agent.params
+    """Accuracy, tokens and FLOPs per problem of one decoding method (one compile, padded batches), on `env`
+    (default: the agent's; e.g. :func:`~jaxrl_reason.evaluation.heldout.thinking_budget_env`)."""
+    env, model, params = env or agent.env, agent.model, agent.params
     kwargs = dict(kwargs)
     extra_flops = 0.0
     seq = env.spec.max_length
@@ -134,11 +144,13 @@ def sweep(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = True,
+    thinking_budgets: tuple[int, ...] = (),
     **spec_kwargs,
 ) -> list[dict]:
     """Runs every method of :func:`sweep_specs`; ``prm``: None, ``(model, params)`` of a separate PRM, or
     ``"value_head"`` (the agent's value head is the PRM: ORM, PRM selection, beam and MCTS all use it).
-    Writes ``ttc_sweep.csv`` and ``ttc_sweep.png`` to `out_dir`."""
+    ``thinking_budgets``: greedy decoding with responses cut at each number of tokens (method ``"greedy"``,
+    selection ``"thinking"``, budget = the token limit). Writes ``ttc_sweep.csv`` and ``ttc_sweep.png``."""
     rows = []
     os.makedirs(out_dir, exist_ok=True)
     csv_path = os.path.join(out_dir, "ttc_sweep.csv")
@@ -149,8 +161,11 @@ def sweep(
         spec_kwargs["step_id"] = tok.id_of(",")  # reasoning steps end with "," (jaxrl_reason.algorithms.prm)
     if spec_kwargs.get("mcts_rescale_values") is None:
         spec_kwargs["mcts_rescale_values"] = agent.search.rescale_values  # search as the run searched in self-play
-    for method, selection, budget, kwargs in sweep_specs(with_prm=prm is not None, **spec_kwargs):
-        res = run_method(agent, problems, method, kwargs, prm=prm, batch_size=batch_size, seed=seed)
+    specs = [("greedy", "thinking", b, {}) for b in thinking_budgets]
+    specs += sweep_specs(with_prm=prm is not None, **spec_kwargs)
+    for method, selection, budget, kwargs in specs:
+        env = thinking_budget_env(agent, budget) if selection == "thinking" else None
+        res = run_method(agent, problems, method, kwargs, prm=prm, batch_size=batch_size, seed=seed, env=env)
         rows.append({"method": method, "selection": selection, "budget": budget, **res})
         with open(csv_path, "a", newline="") as f:  # row by row: a long sweep cut short keeps its rows
             csv.DictWriter(f, fieldnames=COLUMNS).writerow(rows[-1])

@@ -35,6 +35,7 @@ decode = jax.jit(
         "depth",
         "step_id",
         "gumbel_scale",
+        "use_reward",
     ),
 )
 
@@ -134,7 +135,8 @@ def test_mcts_decoding_with_shared_prefix_equals_full_forward_searches_per_token
         model = jr.PolicyValueTransformer(dataclasses.replace(MODEL.config, num_kv_heads=num_kv_heads))
         params = model.init(jax.random.key(0))
     states, key = _echo_states([2, 9, 4]), jax.random.key(1)
-    kw = dict(num_simulations=8, top_k=6, max_depth=3, algorithm="muzero")
+    # echo's reward compares with the stored digit: test-time search is blind to it (both sides)
+    kw = dict(num_simulations=8, top_k=6, max_depth=3, algorithm="muzero", use_reward=False)
     res = decode(model, params, ECHO, states, key, method="mcts", **kw)  # KV cache + one token per simulation
     s, k = states, key  # reference: every simulation runs the whole sequence through model.apply
     while not bool(s.done.all()):

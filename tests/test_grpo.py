@@ -75,6 +75,7 @@ def rl_config(**changes):
         rl__num_problems=2,
         rl__updates_per_batch=2,
         rl__kl_coef=0.1,
+        rl__warmup_steps=0,  # the RL rate from the first RL update (a warm-up would start it at 0)
     )
     return tiny_config(**{**base, **changes})
 
@@ -137,7 +138,7 @@ def _params_after_sft(config):
     """The params after the run's SFT steps, computed step by step outside the loop (the reference's value)."""
     from jaxrl_reason import parallel
     from jaxrl_reason.envs.registry import make
-    from jaxrl_reason.problems import demonstration_set, run_problem_sets
+    from jaxrl_reason.problems import demonstration_set, run_problems
     from jaxrl_reason.training.imitation import sft_batch
     from jaxrl_reason.training.loop import make_train_fns
     from jaxrl_reason.training.state import build_model, build_optimizer, init_state
@@ -147,7 +148,7 @@ def _params_after_sft(config):
     fns = make_train_fns(config, env, model, tx)
     state = init_state(config, env, model, tx, mesh=fns.mesh)
     init = jax.device_get(state.params)
-    data = demonstration_set(env, run_problem_sets(env, config.seed, config.sft.num_examples, 1)[0])
+    data = demonstration_set(env, run_problems(env, config)[0])  # the run's imitation problems
     for step in range(config.sft.steps):
         batch = sft_batch(data, step, config.sft.batch_size, config.seed)
         state, _ = fns.sft_update(state, parallel.host_batch_to_global(batch, fns.batch_shardings(batch)))

@@ -105,6 +105,7 @@ class Chain(TokenEnv):
             bos_id=4,
             eos_id=None,
             illegal_action_penalty=-1.0 if num_players == 2 else 0.0,
+            reward_needs_answer=False,  # the reward is a function of the token path alone, like a game's
         )
 
     @property
@@ -174,6 +175,8 @@ search = jax.jit(
         "max_num_considered_actions",
         "rollouts",
         "rollout_weight",
+        "use_reward",
+        "search",
     ),
 )
 

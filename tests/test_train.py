@@ -297,3 +297,12 @@ def test_rl_algorithms_use_their_own_learning_rate_after_imitation():
     assert float(lr(44)) == pytest.approx(5e-5) and float(lr(99)) == pytest.approx(5e-5)
     c.algorithm = "alphazero"  # AlphaZero continues the one schedule over the whole run
     assert float(learning_rate_schedule(c)(40)) > 1e-4
+
+
+def test_an_rl_rate_without_warmup_applies_from_the_first_rl_update():
+    from jaxrl_reason.training.state import learning_rate_schedule
+
+    c = tiny_config(algorithm="grpo", total_steps=10, sft__steps=4)
+    c.rl.learning_rate, c.rl.warmup_steps = 3e-5, 0
+    lr = learning_rate_schedule(c)
+    assert [float(lr(s)) for s in (4, 5, 9)] == pytest.approx([3e-5] * 3)

@@ -510,7 +510,9 @@ def decode(
       env: the token MDP.
       states: [B] states to continue (usually ``vmap(env.init)`` or ``init_from_problem``).
       key: PRNG key.
-      method: one of ``METHODS``; ``method_kwargs`` are that method's options (module docstring).
+      method: one of ``METHODS``; ``method_kwargs`` are that method's options (module docstring); under jit,
+        ``method`` and the options that set shapes or branches (``n``, ``num_simulations``, ``use_reward``, ...)
+        are static.
 
     Returns:
       :class:`DecodeResult` with the chosen episodes and the compute spent per row.

@@ -60,8 +60,11 @@ def learning_rate_schedule(config) -> optax.Schedule:
     if not own:
         return imitation
     rl = config.rl
-    warmup = optax.linear_schedule(0.0, rl.learning_rate, max(rl.warmup_steps, 1))
-    return optax.join_schedules([imitation, warmup], [config.sft.steps])
+    if rl.warmup_steps:
+        after = optax.linear_schedule(0.0, rl.learning_rate, rl.warmup_steps)
+    else:
+        after = optax.constant_schedule(rl.learning_rate)
+    return optax.join_schedules([imitation, after], [config.sft.steps])
 
 
 def build_optimizer(config) -> optax.GradientTransformation:

@@ -105,7 +105,8 @@ def test_two_processes_train_checkpoint_resume_and_match_one_process(tmp_path):
     assert "done:" not in outs[1][1]  # only process 0 reports
     # only process 0 wrote metrics: one line per step and phase (no duplicates)
     rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
-    expected = [(1, "sft"), (2, "sft"), (3, "sft"), (4, "alphazero"), (4, "eval")]
+    # (the held-out evaluation at the end of imitation, then the final one)
+    expected = [(1, "sft"), (2, "sft"), (3, "sft"), (3, "eval"), (4, "alphazero"), (4, "eval")]
     assert [(r["step"], r["phase"]) for r in rows] == expected
     # 3) one process, 8 devices, same config
     train(multihost_config(), str(tmp_path / "single"), progress=False)

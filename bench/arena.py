@@ -54,10 +54,10 @@ def play(
     opponent_simulations: int = 200,
     seed: int = 0,
     opening_moves: int = 0,
-    rollouts: int = 0,
-    rollout_weight: float = 0.5,
-    max_depth: int = 6,
-    algorithm: str = "gumbel",
+    rollouts: int | None = None,
+    rollout_weight: float | None = None,
+    max_depth: int | None = None,
+    algorithm: str | None = None,
 ) -> dict:
     # the arena's own games: `opening_moves` random moves before the agent and opponent take over
     env = make(agent.env.spec.env_id, random_opening_moves=opening_moves)
@@ -75,13 +75,9 @@ def play(
         done = np.asarray(states.done)
         if done.all():
             break
-        search = dict(
-            num_simulations=num_simulations,
-            rollouts=rollouts,
-            rollout_weight=rollout_weight,
-            max_depth=max_depth,
-            algorithm=algorithm,
-        )
+        given = dict(rollouts=rollouts, rollout_weight=rollout_weight, max_depth=max_depth, algorithm=algorithm)
+        # the run's own search (Agent.search) except what was asked for
+        search = {"num_simulations": num_simulations, **{k: v for k, v in given.items() if v is not None}}
         mine = agent.act(jax.random.fold_in(key, t), states, method=method, **(search if method == "mcts" else {}))
         mine = np.asarray(mine)
         tokens, length = np.asarray(states.tokens), np.asarray(states.length)
@@ -119,10 +115,10 @@ def main(argv=None) -> int:
     p.add_argument("--opponent_simulations", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--opening_moves", type=int, default=0, help="random moves before play starts (0: empty board)")
-    p.add_argument("--rollouts", type=int, default=0, help="agent MCTS: random playouts per leaf (0: value head only)")
-    p.add_argument("--rollout_weight", type=float, default=0.5, help="agent MCTS: rollouts' share of a leaf's value")
-    p.add_argument("--max_depth", type=int, default=6, help="agent MCTS: depth bound of the search tree")
-    p.add_argument("--algorithm", choices=("gumbel", "muzero"), default="gumbel", help="agent MCTS algorithm")
+    p.add_argument("--rollouts", type=int, default=None, help="agent MCTS: random playouts per leaf (default: run)")
+    p.add_argument("--rollout_weight", type=float, default=None, help="agent MCTS: rollouts' share of a leaf's value")
+    p.add_argument("--max_depth", type=int, default=None, help="agent MCTS: depth bound (default: the run's)")
+    p.add_argument("--algorithm", choices=("gumbel", "muzero"), default=None, help="agent MCTS (default: the run's)")
     p.add_argument(
         "--untrained",
         action="store_true",

@@ -81,9 +81,13 @@ def demonstration_set(env, problem_dicts: list[dict]) -> dict[str, np.ndarray]:
 def run_problem_sets(env, seed: int, num_train: int, num_eval: int) -> tuple[list[dict], list[dict]]:
     """A run's demonstration problems and its held-out problems (disjoint), both from `seed`: the held-out
     set first, then the training set sampled without any held-out problem."""
-    key = jax.random.PRNGKey(seed)
-    heldout = sample_problem_dicts(env, jax.random.fold_in(key, 202), num_eval)
+    heldout = seeded_heldout(env, seed, num_eval)
     return training_problems(env, seed, num_train, heldout), heldout
+
+
+def seeded_heldout(env, seed: int, num: int) -> list[dict]:
+    """`num` distinct held-out problems sampled from `seed` (the stream every run's held-out set comes from)."""
+    return sample_problem_dicts(env, jax.random.fold_in(jax.random.PRNGKey(seed), 202), num)
 
 
 def training_problems(env, seed: int, num: int, heldout: Sequence[dict]) -> list[dict]:
@@ -99,8 +103,7 @@ def heldout_problems(env, config) -> list[dict]:
         return read_problems(
             config.eval.tfds_name, data_dir=config.eval.tfds_data_dir, split=config.eval.get("tfds_split", "test")
         )
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 202)
-    return sample_problem_dicts(env, key, config.eval.num_problems)
+    return seeded_heldout(env, config.seed, config.eval.num_problems)
 
 
 def run_problems(env, config) -> tuple[list[dict], list[dict]]:

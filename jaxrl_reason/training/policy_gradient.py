@@ -45,9 +45,20 @@ def uses_reference(config) -> bool:
     return config.rl.kl_coef > 0
 
 
+def sample_groups(ctx, state, num_groups: int):
+    """``rl.group_size`` responses at ``rl.temperature`` to each of `num_groups` fresh training problems (keys
+    ``fold_in(fold_in(key, step), 1)``): a Trajectory whose rows ``i*G .. i*G+G-1`` answer problem ``i``."""
+    rl = ctx.config.rl
+    key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
+    k_init, k_roll = jax.random.split(key)
+    states = jax.vmap(ctx.init)(jax.random.split(k_init, num_groups))
+    states = jax.tree.map(lambda x: jnp.repeat(x, rl.group_size, axis=0), states)
+    return rollout(ctx.model, state.params, ctx.env, states, k_roll, temperature=rl.temperature, masked_log_probs=False)
+
+
 def build(ctx):
     """``(collect, update)`` pure functions of a TrainState (the loop jits them)."""
-    config, env, model, apply_grads, rl_from = ctx.config, ctx.env, ctx.model, ctx.apply_grads, ctx.start
+    config, model, apply_grads, rl_from = ctx.config, ctx.model, ctx.apply_grads, ctx.start
     rl = config.rl
     n, g = rl.num_problems, rl.group_size
     kl = uses_reference(config)
@@ -56,11 +67,7 @@ def build(ctx):
     estimator = "dr_grpo" if config.algorithm == "grpo" and not rl.scale_by_std else config.algorithm
 
     def sample(state):
-        key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
-        k_init, k_roll = jax.random.split(key)
-        states = jax.vmap(ctx.init)(jax.random.split(k_init, m))
-        states = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), states)  # rows i*g .. i*g+g-1: problem i
-        traj = rollout(model, state.params, env, states, k_roll, temperature=rl.temperature, masked_log_probs=False)
+        traj = sample_groups(ctx, state, m)
         rewards = traj.returns[:, 0].reshape(m, g)
         if m > n:
             keep, informative = select_informative_groups(rewards, n)

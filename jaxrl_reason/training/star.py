@@ -10,12 +10,11 @@ accepts, imitate it.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from jaxrl_reason.algorithms.star import accepted_mask, star_loss
 from jaxrl_reason.envs.core import tree_select
-from jaxrl_reason.models import rollout
+from jaxrl_reason.training.policy_gradient import sample_groups
 
 
 def buffer(config, spec) -> dict:
@@ -31,17 +30,13 @@ def buffer(config, spec) -> dict:
 
 def build(ctx):
     """``(collect, update)`` of expert iteration (see the module docstring)."""
-    config, env, model = ctx.config, ctx.env, ctx.model
+    config, model = ctx.config, ctx.model
     rl = config.rl
     n, g = rl.num_problems, rl.group_size
     cap = int(config.star.max_per_problem) or None
 
     def collect(state):
-        key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
-        k_init, k_roll = jax.random.split(key)
-        states = jax.vmap(ctx.init)(jax.random.split(k_init, n))
-        states = jax.tree.map(lambda x: jnp.repeat(x, g, axis=0), states)
-        traj = rollout(model, state.params, env, states, k_roll, temperature=rl.temperature)
+        traj = sample_groups(ctx, state, n)  # the GRPO sampling step (log-probs unused here)
         rewards = traj.returns[:, 0]
         accepted = accepted_mask(rewards, problem_index=jnp.arange(n * g) // g, max_per_problem=cap)
         batch = {

@@ -1,8 +1,10 @@
-"""Countdown with 3 numbers, SFT alone on stream-of-search demonstrations (closest-first search traces).
+"""Countdown with 3 numbers: imitation of backward-check traces (each last number in turn: what the other two
+must make, what they make), then expert iteration (STaR) on fresh problems checked by the verifier.
 
 python -m jaxrl_reason.train --config configs/countdown3.py --workdir workdirs/countdown3
 
-Compare with final-path demonstrations: ``--config.env_kwargs.demo_style=path``.
+Other demonstrations: ``--config.env_kwargs.demo_style=search`` (stream of search, closest first) or ``=path``
+(the solution's steps only).
 """
 
 from jaxrl_reason.config import base_config
@@ -12,14 +14,14 @@ def get_config():
     c = base_config()
     c.env_id = "countdown-v0"
     c.env_kwargs.num_numbers = (3, 3)
-    c.env_kwargs.demo_style = "search"
-    c.env_kwargs.search_order = "closest"  # "dfs" | "bfs" | "closest"
-    c.env_kwargs.max_response_length = 256  # the trace cap is this minus 1 (EOS); ~2% of traces are cut
+    c.env_kwargs.demo_style = "backward"
+    c.model.overrides.num_layers = 4
     c.algorithm = "none"
-    c.total_steps = 1500
-    c.sft.steps = 1500
+    c.total_steps = 3000
+    c.sft.steps = 3000
     c.sft.batch_size = 64
-    c.sft.num_examples = 32768
+    c.sft.num_examples = 65536
+    c.sft.bucket_widths = (80, 144)
     c.optim.learning_rate = 1e-3
     c.eval.num_problems = 500
     c.checkpoint_every = 500

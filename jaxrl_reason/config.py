@@ -52,6 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.sft.steps = 500  # SFT updates before RL (reasoning tasks; games skip SFT)
     c.sft.batch_size = 64
     c.sft.num_examples = 4096  # size of the demonstration set (problems sampled from seed)
+    # Length buckets, e.g. (80, 144): each SFT batch holds examples of one bucket, trimmed to its width in
+    # tokens (the longest bucket is the env's max_length); () = every batch padded to max_length.
+    c.sft.bucket_widths = ()
 
     c.selfplay = ml_collections.ConfigDict()
     c.selfplay.num_episodes = 64  # episodes per self-play iteration
@@ -445,6 +448,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def _validate_steps(config) -> None:
+    widths = tuple(config.sft.bucket_widths)
+    if not all(isinstance(w, int) and w >= 2 for w in widths) or list(widths) != sorted(set(widths)):
+        raise ConfigError(f"sft.bucket_widths must be increasing ints >= 2 (token widths), got {widths}")
     if config.sft.steps > config.total_steps:
         raise ConfigError(f"sft.steps must be in [0, total_steps={config.total_steps}], got {config.sft.steps}")
     warmup = config.selfplay.value_warmup_steps

@@ -18,16 +18,63 @@ from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.sampling import sample_responses
 
 
-def sft_batch(data: dict[str, np.ndarray], step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    """The SFT batch of `step`: a deterministic function of (seed, step), epoch-wise shuffled."""
-    n = data["tokens"].shape[0]
-    j = np.arange(step * batch_size, (step + 1) * batch_size)
-    epochs, pos = j // n, j % n
-    idx = np.empty_like(j)
-    for e in np.unique(epochs):
-        perm = np.random.default_rng([seed, int(e)]).permutation(n)
-        idx[epochs == e] = perm[pos[epochs == e]]
-    return {k: v[idx] for k, v in data.items()}
+def sft_batch(
+    data: dict[str, np.ndarray], step: int, batch_size: int, seed: int, bucket_widths: tuple[int, ...] = ()
+) -> dict[str, np.ndarray]:
+    """The SFT batch of `step`: a deterministic function of (seed, step), epoch-wise shuffled.
+
+    With `bucket_widths` (token widths, increasing) each batch holds examples of one length bucket only (an
+    example goes to the narrowest width that holds its ``length``; the rest to the full width), trimmed to
+    that width: short examples stop paying for the longest one's padding. Each width compiles the update
+    once. Within an epoch every bucket is shuffled and cut into whole batches (a bucket's remainder waits
+    for a later epoch's shuffle), and the batches are shuffled.
+    """
+    if not bucket_widths:
+        n = data["tokens"].shape[0]
+        j = np.arange(step * batch_size, (step + 1) * batch_size)
+        epochs, pos = j // n, j % n
+        idx = np.empty_like(j)
+        for e in np.unique(epochs):
+            perm = np.random.default_rng([seed, int(e)]).permutation(n)
+            idx[epochs == e] = perm[pos[epochs == e]]
+        return {k: v[idx] for k, v in data.items()}
+    per_epoch, batches = _bucketed_epoch(
+        data["length"], batch_size, seed, tuple(bucket_widths), data["tokens"].shape[1]
+    )
+    epoch, k = divmod(step, per_epoch)
+    idx, width = batches(epoch)[k]
+    return {key: _trim(key, v[idx], width) for key, v in data.items()}
+
+
+def _trim(key: str, v: np.ndarray, width: int) -> np.ndarray:
+    if key == "tokens":
+        return v[:, :width]
+    if key == "teacher_log_probs":  # [N, L-1, A]: predictions of tokens 1..L-1
+        return v[:, : width - 1]
+    return v
+
+
+def _bucketed_epoch(lengths: np.ndarray, batch_size: int, seed: int, widths: tuple[int, ...], full: int):
+    """``(batches per epoch, batches)``, ``batches(epoch) -> [(indices, width), ...]`` the length-bucketed batches
+    of an epoch, shuffled."""
+    edges = [w for w in widths if w < full] + [full]
+    if list(edges) != sorted(set(edges)) or edges[0] < 2:
+        raise ValueError(f"sft.bucket_widths must be increasing widths >= 2, got {widths}")
+    bucket = np.searchsorted(np.asarray(edges), lengths)  # narrowest width >= length
+    members = [np.flatnonzero(bucket == b) for b in range(len(edges))]
+    per_epoch = sum(len(m) // batch_size for m in members)
+    if per_epoch == 0:
+        raise ValueError(f"no length bucket of {list(edges)} holds a whole batch of {batch_size} examples")
+
+    def batches(epoch: int) -> list[tuple[np.ndarray, int]]:
+        out = []
+        for b, m in enumerate(members):
+            perm = np.random.default_rng([seed, epoch, b]).permutation(m)
+            out += [(perm[i : i + batch_size], edges[b]) for i in range(0, len(m) - batch_size + 1, batch_size)]
+        order = np.random.default_rng([seed, epoch, len(edges)]).permutation(len(out))
+        return [out[i] for i in order]
+
+    return per_epoch, batches
 
 
 def build_update(model, mesh, apply_grads):

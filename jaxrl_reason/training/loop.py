@@ -167,7 +167,9 @@ def _train_step(run: _Run, state, step: int, sft_steps: int, extra: dict):
     """One update: imitation, or the algorithm's (collecting first when due). Returns (state, metrics, phase)."""
     config, fns = run.config, run.fns
     if step < sft_steps:
-        batch = imitation.sft_batch(run.sft_data, step, config.sft.batch_size, config.seed)
+        batch = imitation.sft_batch(
+            run.sft_data, step, config.sft.batch_size, config.seed, tuple(config.sft.bucket_widths)
+        )
         state, metrics = fns.sft_update(state, parallel.host_batch_to_global(batch, fns.batch_shardings(batch)))
         return state, metrics, "sft"
     if (step - sft_steps) % get_algorithm(config).collect_every(config) == 0:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_reason.envs.tasks import _text, countdown_parser, countdown_search
+from jaxrl_reason.envs.tasks import _text, countdown_backward, countdown_parser, countdown_search
 from jaxrl_reason.envs.tasks.base import ReasoningTask, as_problem_dict_value
 from jaxrl_reason.envs.tasks.step_checks import countdown_steps_ok
 from jaxrl_reason.types import Array, PRNGKey, Problem
@@ -34,9 +34,11 @@ from jaxrl_reason.types import Array, PRNGKey, Problem
 VALUE_BOUND = 10**6  # |intermediate| above this makes an answer wrong (int32-safe: checked before it overflows)
 MAX_NUMBERS = 6
 OPS = "+-*/()"
-DEMO_STYLES = ("path", "search")
+DEMO_STYLES = ("path", "search", "backward")
 #: Default max_response_length of search-style demos by the largest count of numbers (see docs/envs.md).
 SEARCH_RESPONSE_LENGTH = {2: 64, 3: 256, 4: 1024, 5: 1024, 6: 1024}
+#: Default max_response_length of backward-check demos (three numbers; the longest of 4,000 default problems: 190).
+BACKWARD_RESPONSE_LENGTH = 192
 _NUM_TRIES = 4  # candidate trees per problem; the first whose target is not trivial is kept
 
 
@@ -184,7 +186,9 @@ class Countdown(ReasoningTask):
 
     Demonstrations: ``demo_style="path"`` (default) writes a solution's steps; ``"search"`` writes the
     trace of a search in ``search_order`` (``"dfs"``, ``"bfs"`` or ``"closest"``, the default) capped at
-    ``max_demo_tokens`` (see :mod:`countdown_search`; it adds ``; | ?`` to the response alphabet).
+    ``max_demo_tokens`` (see :mod:`countdown_search`; it adds ``; | ?`` to the response alphabet);
+    ``"backward"`` (three numbers only) writes, for each number in turn, the values the other two must make
+    and what they make, until one fits (see :mod:`countdown_backward`; same alphabet).
     """
 
     env_id = "countdown-v0"
@@ -226,9 +230,16 @@ class Countdown(ReasoningTask):
         if order not in countdown_search.ORDERS:
             raise ValueError(f"countdown search_order must be one of {countdown_search.ORDERS}, got {order!r}")
         self.demo_style, self.search_order = style, order
-        if style == "search":
+        if style == "backward" and (self.min_numbers, self.max_numbers) != (3, 3):
+            raise ValueError(
+                "countdown demo_style='backward' needs num_numbers=3, got "
+                f"({self.min_numbers}, {self.max_numbers}); use demo_style='search' for other counts"
+            )
+        if style != "path":
             self.response_alphabet = type(self).response_alphabet + countdown_search.SEARCH_ALPHABET
-            self.default_max_response_length = SEARCH_RESPONSE_LENGTH[self.max_numbers]
+            self.default_max_response_length = (
+                BACKWARD_RESPONSE_LENGTH if style == "backward" else SEARCH_RESPONSE_LENGTH[self.max_numbers]
+            )
         limit = (max_response_length or self.default_max_response_length) - 1  # the demo and its EOS must fit
         if max_demo_tokens is None:
             max_demo_tokens = limit
@@ -358,7 +369,8 @@ class Countdown(ReasoningTask):
         """A worked solution in ``style`` (default: the task's ``demo_style``); ValueError if unsolvable.
 
         ``"path"``: steps ``"a*b=c,"`` of a solution, then ``<ans>`` and its expression. ``"search"``:
-        the trace of a search for one (:func:`countdown_search.search_demonstration`).
+        the trace of a search for one (:func:`countdown_search.search_demonstration`). ``"backward"``
+        (three numbers): the check of each last number in turn (:mod:`countdown_backward`).
         """
         style = self.demo_style if style is None else style
         if style not in DEMO_STYLES:
@@ -370,6 +382,14 @@ class Countdown(ReasoningTask):
                 f"countdown problem {problem_dict} has no solution with intermediates in [1, {self.max_target}]"
             )
         steps, expression = found
+        if style == "backward":
+            return countdown_backward.backward_demonstration(
+                problem_dict["numbers"],
+                problem_dict["target"],
+                max_value=self.max_target,
+                max_tokens=self.max_demo_tokens,
+                answer_marker=self.tokenizer.answer_marker,
+            )
         if style == "search":
             return countdown_search.search_demonstration(
                 problem_dict["numbers"],

@@ -46,6 +46,8 @@ _EXPORTS = {
     "PolicyValueTransformer": "jaxrl_reason.models",
     "TransformerConfig": "jaxrl_reason.models",
     "rollout": "jaxrl_reason.models",
+    "load_pretrained": "jaxrl_reason.models",
+    "save_pretrained": "jaxrl_reason.models",
     "DecodeResult": "jaxrl_reason.search",
     "SearchConfig": "jaxrl_reason.search",
     "decode": "jaxrl_reason.search",
@@ -98,7 +100,13 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         registered_envs,
     )
     from jaxrl_reason.evaluation import evaluate  # noqa: F401
-    from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig, rollout  # noqa: F401
+    from jaxrl_reason.models import (  # noqa: F401
+        PolicyValueTransformer,
+        TransformerConfig,
+        load_pretrained,
+        rollout,
+        save_pretrained,
+    )
     from jaxrl_reason.parallel import make_mesh  # noqa: F401
     from jaxrl_reason.run import Agent, Checkpointer, CheckpointError  # noqa: F401
     from jaxrl_reason.search import (  # noqa: F401

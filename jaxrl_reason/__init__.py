@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS = {
     "ASCII_TOKENIZER": "jaxrl_reason.envs",
+    "BPETokenizer": "jaxrl_reason.envs",
     "DEFAULT_TOKENIZER": "jaxrl_reason.envs",
     "ConnectFour": "jaxrl_reason.envs",
     "HostVerifiedTask": "jaxrl_reason.envs",
@@ -87,6 +88,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     from jaxrl_reason.envs import (  # noqa: F401
         ASCII_TOKENIZER,
         DEFAULT_TOKENIZER,
+        BPETokenizer,
         ConnectFour,
         HostVerifiedTask,
         ReasoningTask,

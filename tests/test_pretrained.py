@@ -36,17 +36,26 @@ FAMILIES = {
             high_freq_factor=4.0,
             original_max_position_embeddings=64,
         ),
-    ),  # fmt: skip
-    # multi-head (our fused qkv) with q/k/v biases, tied embeddings
+    ),
+    # q/k/v biases with GQA and tied embeddings (as Qwen2.5-0.5B)
     "qwen2": dict(
         _BASE,
         architectures=["Qwen2ForCausalLM"],
         model_type="qwen2",
         vocab_size=50,
-        num_key_value_heads=4,
+        num_key_value_heads=2,
         tie_word_embeddings=True,
         rope_theta=1e6,
-    ),  # fmt: skip
+    ),
+    # multi-head (our fused qkv and qkv_bias), untied
+    "qwen2_mha": dict(
+        _BASE,
+        architectures=["Qwen2ForCausalLM"],
+        model_type="qwen2",
+        vocab_size=50,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+    ),
     # head_dim 16 != 32 / 4, QK-norm, GQA, a vocabulary past the one-hot embedding (gather path)
     "qwen3": dict(
         _BASE,
@@ -56,7 +65,7 @@ FAMILIES = {
         num_key_value_heads=2,
         head_dim=16,
         tie_word_embeddings=False,
-    ),  # fmt: skip
+    ),
 }
 TOL = 1e-4
 
@@ -192,7 +201,7 @@ def test_logits_equal_the_reference_and_prefill_plus_decode_equals_the_full_forw
     model, params = jr.load_pretrained(str(tmp_path))
     c = model.config
     assert (c.mlp, c.qkv_bias, c.qk_norm, c.tie_embeddings) == (
-        "swiglu", family == "qwen2", family == "qwen3", cfg["tie_word_embeddings"]
+        "swiglu", cfg["model_type"] == "qwen2", family == "qwen3", cfg["tie_word_embeddings"]
     )  # fmt: skip
     assert (c.rope_scaling is not None) == (family == "llama")
     ids = _ids(cfg)

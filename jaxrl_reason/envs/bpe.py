@@ -89,6 +89,7 @@ class BPETokenizer:
     ) -> BPETokenizer:  # fmt: skip
         """From a Hugging Face directory (``tokenizer.json``, optional ``tokenizer_config.json``) or a
         ``tokenizer.json`` file. Arguments given override the config's special tokens."""
+        path = os.path.expanduser(path)
         file = os.path.join(path, TOKENIZER_FILE) if os.path.isdir(path) else path
         if not os.path.exists(file):
             raise FileNotFoundError(f"{path}: expected a {TOKENIZER_FILE} (or a directory holding one)")

@@ -360,6 +360,9 @@ def load_pretrained(
       ValueError: an unknown architecture or unsupported option, a missing or extra tensor, or a tensor
         of the wrong shape, each naming what was expected.
     """
+    path = os.path.expanduser(path)
+    if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+        raise FileNotFoundError(f"{path}: expected a Hugging Face model directory with {CONFIG_FILE}")
     with open(os.path.join(path, CONFIG_FILE)) as f:
         hf = json.load(f)
     config = config_from_hf(hf, dtype=dtype, param_dtype=param_dtype, max_length=max_length,
@@ -386,6 +389,7 @@ def save_pretrained(
     same config and bit-identical params. Params are gathered to this host (one process).
     """
     hf = config_to_hf(config, architecture)
+    path = os.path.expanduser(path)
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, CONFIG_FILE), "w") as f:
         json.dump(hf, f, indent=2)

@@ -16,113 +16,9 @@ from safetensors.numpy import load_file, save_file
 
 import jaxrl_reason as jr
 from jaxrl_reason.models import pretrained
+from tests.hf_checkpoints import FAMILIES, write_checkpoint
 
-_BASE = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4, hidden_act="silu",
-             max_position_embeddings=32, rms_norm_eps=1e-6, rope_theta=10000.0)  # fmt: skip
-FAMILIES = {
-    # GQA (2 K/V heads), Llama-3 rope scaling with all three frequency bands at head_dim 8, untied
-    "llama": dict(
-        _BASE,
-        architectures=["LlamaForCausalLM"],
-        model_type="llama",
-        vocab_size=50,
-        num_key_value_heads=2,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-        rope_scaling=dict(
-            rope_type="llama3",
-            factor=4.0,
-            low_freq_factor=1.0,
-            high_freq_factor=4.0,
-            original_max_position_embeddings=64,
-        ),
-    ),
-    # q/k/v biases with GQA and tied embeddings (as Qwen2.5-0.5B)
-    "qwen2": dict(
-        _BASE,
-        architectures=["Qwen2ForCausalLM"],
-        model_type="qwen2",
-        vocab_size=50,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        rope_theta=1e6,
-    ),
-    # multi-head (our fused qkv and qkv_bias), untied
-    "qwen2_mha": dict(
-        _BASE,
-        architectures=["Qwen2ForCausalLM"],
-        model_type="qwen2",
-        vocab_size=50,
-        num_key_value_heads=4,
-        tie_word_embeddings=False,
-    ),
-    # head_dim 16 != 32 / 4, QK-norm, GQA, a vocabulary past the one-hot embedding (gather path)
-    "qwen3": dict(
-        _BASE,
-        architectures=["Qwen3ForCausalLM"],
-        model_type="qwen3",
-        vocab_size=4100,
-        num_key_value_heads=2,
-        head_dim=16,
-        tie_word_embeddings=False,
-    ),
-}
 TOL = 1e-4
-
-
-def _hf_shapes(cfg):
-    d, h, m, v = cfg["hidden_size"], cfg["num_attention_heads"], cfg["intermediate_size"], cfg["vocab_size"]
-    g, dh = cfg["num_key_value_heads"], cfg.get("head_dim", d // h)
-    shapes = {"model.embed_tokens.weight": (v, d), "model.norm.weight": (d,)}
-    if not cfg["tie_word_embeddings"]:
-        shapes["lm_head.weight"] = (v, d)
-    for i in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{i}."
-        shapes.update({p + "input_layernorm.weight": (d,), p + "post_attention_layernorm.weight": (d,),
-                       p + "self_attn.q_proj.weight": (h * dh, d), p + "self_attn.k_proj.weight": (g * dh, d),
-                       p + "self_attn.v_proj.weight": (g * dh, d), p + "self_attn.o_proj.weight": (d, h * dh),
-                       p + "mlp.gate_proj.weight": (m, d), p + "mlp.up_proj.weight": (m, d),
-                       p + "mlp.down_proj.weight": (d, m)})  # fmt: skip
-        if cfg["model_type"] == "qwen2":
-            shapes.update({p + f"self_attn.{x}_proj.bias": (n * dh,) for x, n in (("q", h), ("k", g), ("v", g))})
-        if cfg["model_type"] == "qwen3":
-            shapes.update({p + "self_attn.q_norm.weight": (dh,), p + "self_attn.k_norm.weight": (dh,)})
-    return shapes
-
-
-def _random_tensors(cfg, seed):
-    """Fan-in scaled weights, norms near 1, biases large enough to matter."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, s in _hf_shapes(cfg).items():
-        if "bias" in name:
-            w = rng.normal(0, 0.3, s)
-        elif len(s) == 1:
-            w = 1 + 0.3 * rng.normal(size=s)
-        else:
-            w = rng.normal(0, 1 / np.sqrt(s[-1]), s)
-        out[name] = w.astype(np.float32)
-    return out
-
-
-def write_checkpoint(path, cfg, seed, *, shards=1):
-    """A Hugging Face directory: config.json and model.safetensors (or `shards` files with an index)."""
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, "config.json"), "w") as f:
-        json.dump(cfg, f)
-    tensors = _random_tensors(cfg, seed)
-    if shards == 1:
-        save_file(tensors, os.path.join(path, "model.safetensors"), metadata={"format": "pt"})
-        return tensors
-    names, weight_map = sorted(tensors), {}
-    for s in range(shards):
-        file = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
-        part = {n: tensors[n] for n in names[s::shards]}
-        save_file(part, os.path.join(path, file), metadata={"format": "pt"})
-        weight_map.update(dict.fromkeys(part, file))
-    with open(os.path.join(path, "model.safetensors.index.json"), "w") as f:
-        json.dump({"metadata": {}, "weight_map": weight_map}, f)
-    return tensors
 
 
 # -- the reference: Hugging Face's definitions in numpy (float64) ------------------------------------
@@ -156,37 +52,52 @@ def _rotate_half(x):
     return np.concatenate([-x2, x1], axis=-1)
 
 
+def _softcap(x, cap):
+    return x if cap is None else np.tanh(x / cap) * cap
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+
+
 def reference_logits(t, cfg, ids):
     """logits [T, V] of one sequence `ids` [T]."""
     t = {k: v.astype(np.float64) for k, v in t.items()}
     d, h, g = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     dh, eps, n = cfg.get("head_dim", d // h), cfg["rms_norm_eps"], len(ids)
+    gemma = cfg["model_type"] == "gemma2"  # modeling_gemma2: Gemma2RMSNorm scales by (1 + w)
+    norm = lambda x, name: _rms(x, 1 + t[name] if gemma else t[name], eps)  # noqa: E731
     freqs = np.arange(n)[:, None] * _inv_freq(cfg, dh)[None]
     emb = np.concatenate([freqs, freqs], axis=-1)
     cos, sin = np.cos(emb)[:, None], np.sin(emb)[:, None]  # [T, 1, Dh]
     causal = np.tril(np.ones((n, n), bool))
-    x = t["model.embed_tokens.weight"][ids]
+    x = t["model.embed_tokens.weight"][ids] * (np.float32(d**0.5) if gemma else 1.0)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        y = _rms(x, t[p + "input_layernorm.weight"], eps)
+        y = norm(x, p + "input_layernorm.weight")
         q, k, v = (y @ t[p + f"self_attn.{s}_proj.weight"].T + t.get(p + f"self_attn.{s}_proj.bias", 0.0)
                    for s in "qkv")  # fmt: skip
         q, k, v = q.reshape(n, h, dh), k.reshape(n, g, dh), v.reshape(n, g, dh)
         if p + "self_attn.q_norm.weight" in t:
-            q, k = _rms(q, t[p + "self_attn.q_norm.weight"], eps), _rms(k, t[p + "self_attn.k_norm.weight"], eps)
+            q, k = norm(q, p + "self_attn.q_norm.weight"), norm(k, p + "self_attn.k_norm.weight")
         q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
         k, v = np.repeat(k, h // g, axis=1), np.repeat(v, h // g, axis=1)  # repeat_kv
-        scores = np.einsum("qhd,khd->hqk", q, k) / np.sqrt(dh)
+        scores = np.einsum("qhd,khd->hqk", q, k) * cfg.get("query_pre_attn_scalar", dh) ** -0.5
+        scores = _softcap(scores, cfg.get("attn_logit_softcapping"))
         scores = np.where(causal, scores, -np.inf)
         probs = np.exp(scores - scores.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         att = np.einsum("hqk,khd->qhd", probs, v).reshape(n, h * dh)
-        x = x + att @ t[p + "self_attn.o_proj.weight"].T
-        y = _rms(x, t[p + "post_attention_layernorm.weight"], eps)
+        att = att @ t[p + "self_attn.o_proj.weight"].T
+        x = x + (norm(att, p + "post_attention_layernorm.weight") if gemma else att)
+        y = norm(x, p + ("pre_feedforward_layernorm.weight" if gemma else "post_attention_layernorm.weight"))
         gate, up = y @ t[p + "mlp.gate_proj.weight"].T, y @ t[p + "mlp.up_proj.weight"].T
-        x = x + (gate / (1 + np.exp(-gate)) * up) @ t[p + "mlp.down_proj.weight"].T
-    x = _rms(x, t["model.norm.weight"], eps)
-    return x @ t.get("lm_head.weight", t["model.embed_tokens.weight"]).T
+        act = _gelu_tanh(gate) if gemma else gate / (1 + np.exp(-gate))
+        y = (act * up) @ t[p + "mlp.down_proj.weight"].T
+        x = x + (norm(y, p + "post_feedforward_layernorm.weight") if gemma else y)
+    x = norm(x, "model.norm.weight")
+    logits = x @ t.get("lm_head.weight", t["model.embed_tokens.weight"]).T
+    return _softcap(logits, cfg.get("final_logit_softcapping"))
 
 
 # -- tests ---------------------------------------------------------------------------------------------
@@ -200,8 +111,9 @@ def test_logits_equal_the_reference_and_prefill_plus_decode_equals_the_full_forw
     tensors = write_checkpoint(tmp_path, cfg, seed=11)
     model, params = jr.load_pretrained(str(tmp_path))
     c = model.config
-    assert (c.mlp, c.qkv_bias, c.qk_norm, c.tie_embeddings) == (
-        "swiglu", cfg["model_type"] == "qwen2", family == "qwen3", cfg["tie_word_embeddings"]
+    assert (c.mlp, c.qkv_bias, c.qk_norm, c.tie_embeddings, c.post_norms) == (
+        "geglu" if family == "gemma2" else "swiglu", cfg["model_type"] == "qwen2", family == "qwen3",
+        cfg["tie_word_embeddings"], family == "gemma2",
     )  # fmt: skip
     assert (c.rope_scaling is not None) == (family == "llama")
     ids = _ids(cfg)
@@ -311,7 +223,13 @@ def test_bad_checkpoints_raise_one_clear_error_naming_the_tensor(tmp_path):
         os.remove(tmp_path / "model.safetensors")
         jr.load_pretrained(str(tmp_path))
     gelu = jr.TransformerConfig(num_actions=8, vocab_size=8)
-    with pytest.raises(ValueError, match="mlp='swiglu'"):
+    with pytest.raises(ValueError, match="no Hugging Face family .* has the options \\{'mlp': 'gelu'"):
         jr.save_pretrained({}, gelu, str(tmp_path / "x"))
-    with pytest.raises(ValueError, match="Qwen3ForCausalLM cannot hold"):
+    with pytest.raises(ValueError, match="num_actions == vocab_size"):
+        pretrained.config_to_hf(jr.TransformerConfig(num_actions=4, vocab_size=8, mlp="swiglu"))
+    with pytest.raises(ValueError, match="Qwen3ForCausalLM cannot hold this model"):
         pretrained.config_to_hf(jr.TransformerConfig(num_actions=8, vocab_size=8, mlp="swiglu"), "Qwen3ForCausalLM")
+    gemma = FAMILIES["gemma2"]  # sliding windows are not computed: the length is capped at the window
+    assert pretrained.config_from_hf(gemma).max_length == gemma["sliding_window"] == 16
+    with pytest.raises(ValueError, match="sliding window is not implemented; expected <= 16, got 32"):
+        pretrained.config_from_hf(gemma, max_length=32)

@@ -4,7 +4,7 @@ Counted per token, as computed by this implementation (the PaLM/Chinchilla conve
 
 * per layer: QKV projection ``2·D·(H·Dh + 2·G·Dh)`` (``H`` query heads, ``G`` K/V heads, ``Dh`` head
   width; ``2·D·3D`` for multi-head with ``H·Dh = D``), attention output ``2·H·Dh·D``, MLP ``2·2·D·M``
-  (``2·3·D·M`` for SwiGLU: gate, up, down), attention scores and
+  (``2·3·D·M`` for SwiGLU and GeGLU: gate, up, down), attention scores and
   weighted values ``2·2·S·H·Dh`` where ``S`` is the number of key slots each token is scored against —
   the full ``T`` for a forward over ``T`` tokens (the causal mask is applied to a dense score
   matrix, so masked entries are computed too), ``max_length + 1`` for :meth:`decode`;
@@ -33,7 +33,7 @@ def _matmul_flops_per_token(config: TransformerConfig) -> int:
     q_width = _attention_width(config)
     kv_heads = getattr(config, "num_kv_heads", None)  # duck-typed model configs may lack it: multi-head
     kv_width = q_width if kv_heads is None else kv_heads * (q_width // config.num_heads)
-    mlp_matmuls = 3 if getattr(config, "mlp", "gelu") == "swiglu" else 2
+    mlp_matmuls = 2 if getattr(config, "mlp", "gelu") == "gelu" else 3  # gated (SwiGLU, GeGLU): gate, up, down
     per_layer = 2 * d * (q_width + 2 * kv_width) + 2 * q_width * d + mlp_matmuls * 2 * d * m
     value_out = 1 if config.value_head == "scalar" else config.num_value_bins
     return config.num_layers * per_layer + 2 * d * (config.num_actions + value_out)

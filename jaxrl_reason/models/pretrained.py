@@ -44,22 +44,34 @@ _NP_DTYPES = {
 }
 
 
+#: The TransformerConfig options that tell the families apart, with the Llama values. (Llama's and Qwen3's
+#: config.json "attention_bias" would also bias o_proj: not supported; Qwen2 biases q/k/v only.)
+_FAMILY_OPTIONS = dict(mlp="swiglu", qkv_bias=False, qk_norm=False, embed_scale=False, norm_unit_offset=False,
+                       post_norms=False)  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True)
 class _Family:
     architecture: str  # config.json "architectures"[0]
     model_type: str
-    qk_norm: bool  # Qwen3
-    qkv_bias: bool  # Qwen2 (Llama's and Qwen3's "attention_bias" would also bias o_proj: not supported)
+    activation: str  # config.json "hidden_act" / "hidden_activation"
+    options: tuple[tuple[str, Any], ...]  # the _FAMILY_OPTIONS that differ from Llama's
+
+    @property
+    def config_options(self) -> dict[str, Any]:
+        return {**_FAMILY_OPTIONS, **dict(self.options)}
 
 
 _FAMILIES = {
     f.architecture: f
     for f in (
-        _Family("LlamaForCausalLM", "llama", qk_norm=False, qkv_bias=False),
-        _Family("Qwen2ForCausalLM", "qwen2", qk_norm=False, qkv_bias=True),
-        _Family("Qwen3ForCausalLM", "qwen3", qk_norm=True, qkv_bias=False),
+        _Family("LlamaForCausalLM", "llama", "silu", ()),
+        _Family("Qwen2ForCausalLM", "qwen2", "silu", (("qkv_bias", True),)),
+        _Family("Qwen3ForCausalLM", "qwen3", "silu", (("qk_norm", True),)),
+        _Family("Gemma2ForCausalLM", "gemma2", "gelu_pytorch_tanh",
+                (("mlp", "geglu"), ("embed_scale", True), ("norm_unit_offset", True), ("post_norms", True))),
     )
-}
+}  # fmt: skip
 
 # -- the name table ------------------------------------------------------------------------------------
 # (Hugging Face name under "model.layers.{i}.", our per-layer name, layout kind). Kinds are in _KINDS.
@@ -78,6 +90,20 @@ _BIAS_TABLE = (
     ("self_attn.q_proj.bias", "q_bias", "q_bias"),
     ("self_attn.k_proj.bias", "k_bias", "kv_bias"),
     ("self_attn.v_proj.bias", "v_bias", "kv_bias"),
+)
+# Gemma 2: a norm after attention and around the MLP (its "post_attention_layernorm" is not Llama's)
+_GEMMA2_LAYER_TABLE = (
+    ("input_layernorm.weight", "attn_norm", "norm"),
+    ("self_attn.q_proj.weight", "q", "q"),
+    ("self_attn.k_proj.weight", "k", "kv"),
+    ("self_attn.v_proj.weight", "v", "kv"),
+    ("self_attn.o_proj.weight", "attn_out", "o"),
+    ("post_attention_layernorm.weight", "attn_post_norm", "norm"),
+    ("pre_feedforward_layernorm.weight", "mlp_norm", "norm"),
+    ("post_feedforward_layernorm.weight", "mlp_post_norm", "norm"),
+    ("mlp.gate_proj.weight", "mlp_gate", "up"),
+    ("mlp.up_proj.weight", "mlp_in", "up"),
+    ("mlp.down_proj.weight", "mlp_out", "down"),
 )
 _QK_NORM_TABLE = (
     ("self_attn.q_norm.weight", "q_norm", "head_norm"),
@@ -105,7 +131,11 @@ def _kinds(c: TransformerConfig) -> dict[str, tuple[tuple[int, ...], Callable, C
 
 def _table(c: TransformerConfig) -> list[tuple[str, tuple[str, ...], str]]:
     """Every Hugging Face tensor of a model with config `c`: (HF name, our path (pre-fusion), kind)."""
-    layer = list(_LAYER_TABLE) + (list(_BIAS_TABLE) if c.qkv_bias else []) + (list(_QK_NORM_TABLE) if c.qk_norm else [])
+    layer = (
+        list(_GEMMA2_LAYER_TABLE if c.post_norms else _LAYER_TABLE)
+        + (list(_BIAS_TABLE) if c.qkv_bias else [])
+        + (list(_QK_NORM_TABLE) if c.qk_norm else [])
+    )
     rows = [("model.embed_tokens.weight", ("embed",), "embed"), ("model.norm.weight", ("final_norm",), "norm")]
     if not c.tie_embeddings:
         rows.append(("lm_head.weight", ("policy_head",), "lm_head"))
@@ -161,6 +191,35 @@ def _rope(hf: dict[str, Any]) -> tuple[float, tuple[float, float, float, float] 
     return theta, tuple(float(scaling[k]) for k in keys)
 
 
+def _family_options(hf: dict[str, Any], family: _Family, max_length: int | None) -> dict[str, Any]:
+    """The options of one checkpoint beyond the family's fixed ones; rejects what we do not compute."""
+    act = hf.get("hidden_activation") or hf.get("hidden_act") or family.activation
+    if act != family.activation or hf.get("mlp_bias", False):
+        raise ValueError(f"{CONFIG_FILE}: expected activation {family.activation!r} without mlp_bias, got {act!r}")
+    if hf.get("attention_bias", False) and not family.config_options["qkv_bias"]:
+        raise ValueError(
+            f"{CONFIG_FILE}: attention_bias (biases on q/k/v/o) is not supported for {family.architecture}"
+        )
+    if hf.get("use_sliding_window", False):
+        raise ValueError(f"{CONFIG_FILE}: sliding-window attention (use_sliding_window) is not supported")
+    longest = hf.get("max_position_embeddings", 2048)
+    if family.model_type != "gemma2":
+        return dict(max_length=max_length or longest)
+    # Sliding-window layers equal global ones while every sequence fits in the window: cap the length.
+    window = hf.get("sliding_window") or longest
+    if max_length is not None and max_length > window:
+        raise ValueError(
+            f"max_length: Gemma 2's sliding window is not implemented; expected <= {window}, got {max_length}"
+        )
+    options = dict(
+        max_length=min(max_length or longest, window),
+        query_scale=float(hf.get("query_pre_attn_scalar", 256)),
+        attn_softcap=hf.get("attn_logit_softcapping"),
+        logit_softcap=hf.get("final_logit_softcapping"),
+    )
+    return options  # fmt: skip
+
+
 def config_from_hf(
     hf: dict[str, Any], *, dtype: str = "float32", param_dtype: str | None = None, max_length: int | None = None,
     value_head: str = "scalar", num_value_bins: int = 51,
@@ -170,25 +229,17 @@ def config_from_hf(
     Raises ``ValueError`` for an architecture or an option this model does not compute.
     """
     family = _family(hf)
-    if hf.get("hidden_act", "silu") != "silu" or hf.get("mlp_bias", False):
-        raise ValueError(f"{CONFIG_FILE}: expected hidden_act 'silu' without mlp_bias, got {hf.get('hidden_act')!r}")
-    if not family.qkv_bias and hf.get("attention_bias", False):
-        raise ValueError(
-            f"{CONFIG_FILE}: attention_bias (biases on q/k/v/o) is not supported for {family.architecture}"
-        )
-    if hf.get("use_sliding_window", False):
-        raise ValueError(f"{CONFIG_FILE}: sliding-window attention (use_sliding_window) is not supported")
     theta, scaling = _rope(hf)
     heads = hf["num_attention_heads"]
+    tied_default = family.model_type == "gemma2"
     return TransformerConfig(
         num_actions=hf["vocab_size"], vocab_size=hf["vocab_size"],
-        max_length=max_length or hf.get("max_position_embeddings", 2048),
         d_model=hf["hidden_size"], num_heads=heads, num_layers=hf["num_hidden_layers"],
         mlp_dim=hf["intermediate_size"], dtype=dtype, param_dtype=param_dtype or dtype, value_head=value_head,
         num_value_bins=num_value_bins, rope_base=theta, num_kv_heads=hf.get("num_key_value_heads") or heads,
-        head_dim=hf.get("head_dim") or hf["hidden_size"] // heads, mlp="swiglu",
-        norm_eps=float(hf.get("rms_norm_eps", 1e-6)), qkv_bias=family.qkv_bias, qk_norm=family.qk_norm,
-        tie_embeddings=bool(hf.get("tie_word_embeddings", False)), rope_scaling=scaling,
+        head_dim=hf.get("head_dim") or hf["hidden_size"] // heads, norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
+        tie_embeddings=bool(hf.get("tie_word_embeddings", tied_default)), rope_scaling=scaling,
+        **family.config_options, **_family_options(hf, family, max_length),
     )  # fmt: skip
 
 
@@ -200,37 +251,41 @@ def _family(hf: dict[str, Any]) -> _Family:
 
 
 def _family_of(config: TransformerConfig, architecture: str | None) -> _Family:
-    if architecture is None:  # Qwen3 has the QK-norm, Qwen2 the q/k/v biases, Llama neither (or biases)
-        architecture = (
-            "Qwen3ForCausalLM" if config.qk_norm else "Qwen2ForCausalLM" if config.qkv_bias else "LlamaForCausalLM"
-        )
+    """The family whose fixed options are the config's (or the one named, checked against them)."""
+    mine = {k: getattr(config, k) for k in _FAMILY_OPTIONS}
+    if architecture is None:
+        matches = [f for f in _FAMILIES.values() if f.config_options == mine]
+        if not matches:
+            raise ValueError(f"no Hugging Face family of {sorted(_FAMILIES)} has the options {mine}")
+        return matches[0]
     family = _FAMILIES.get(architecture)
     if family is None:
         raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(_FAMILIES)}")
-    if (family.qk_norm, family.qkv_bias) != (config.qk_norm, config.qkv_bias):
-        raise ValueError(
-            f"{architecture} cannot hold this model (qk_norm={config.qk_norm}, qkv_bias={config.qkv_bias})"
-        )
+    if family.config_options != mine:
+        raise ValueError(f"{architecture} cannot hold this model: it needs {family.config_options}, got {mine}")
     return family
 
 
 def config_to_hf(config: TransformerConfig, architecture: str | None = None) -> dict[str, Any]:
     """The Hugging Face ``config.json`` dict of a model that :func:`config_from_hf` maps back to `config`."""
     c = config
-    if c.mlp != "swiglu" or c.num_actions != c.vocab_size:
+    if c.num_actions != c.vocab_size:
         raise ValueError(
-            "a Hugging Face layout needs mlp='swiglu' and a policy over the whole vocabulary "
-            f"(num_actions == vocab_size); got mlp={c.mlp!r}, num_actions={c.num_actions}, vocab_size={c.vocab_size}"
+            "a Hugging Face layout needs a policy over the whole vocabulary (num_actions == vocab_size); "
+            f"got num_actions={c.num_actions}, vocab_size={c.vocab_size}"
         )
     family = _family_of(c, architecture)
     hf = dict(
         architectures=[family.architecture], model_type=family.model_type, vocab_size=c.vocab_size,
         hidden_size=c.d_model, intermediate_size=c.mlp_dim, num_hidden_layers=c.num_layers,
         num_attention_heads=c.num_heads, num_key_value_heads=c.num_kv_heads, head_dim=c.head_dim,
-        hidden_act="silu", max_position_embeddings=c.max_length, rms_norm_eps=c.norm_eps, rope_theta=c.rope_base,
-        tie_word_embeddings=c.tie_embeddings, attention_bias=False, torch_dtype=c.param_dtype,
-        use_cache=True,
+        hidden_act=family.activation, max_position_embeddings=c.max_length, rms_norm_eps=c.norm_eps,
+        rope_theta=c.rope_base, tie_word_embeddings=c.tie_embeddings, attention_bias=False,
+        torch_dtype=c.param_dtype, use_cache=True,
     )  # fmt: skip
+    if family.model_type == "gemma2":
+        hf.update(hidden_activation=family.activation, query_pre_attn_scalar=c.query_scale, sliding_window=c.max_length,
+                  attn_logit_softcapping=c.attn_softcap, final_logit_softcapping=c.logit_softcap)  # fmt: skip
     if c.rope_scaling is not None:
         factor, low, high, original = c.rope_scaling
         hf["rope_scaling"] = dict(rope_type="llama3", factor=factor, low_freq_factor=low, high_freq_factor=high,

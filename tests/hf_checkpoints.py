@@ -22,6 +22,7 @@ FAMILIES = {
         vocab_size=50,
         num_key_value_heads=2,
         rms_norm_eps=1e-5,
+        max_position_embeddings=128,  # above the rope scaling's original 64, as in real Llama 3.1 configs
         tie_word_embeddings=False,
         rope_scaling=dict(
             rope_type="llama3",

@@ -284,7 +284,8 @@ def config_to_hf(config: TransformerConfig, architecture: str | None = None) -> 
         torch_dtype=c.param_dtype, use_cache=True,
     )  # fmt: skip
     if family.model_type == "gemma2":
-        hf.update(hidden_activation=family.activation, query_pre_attn_scalar=c.query_scale, sliding_window=c.max_length,
+        q = int(c.query_scale) if float(c.query_scale).is_integer() else c.query_scale  # transformers wants an int
+        hf.update(hidden_activation=family.activation, query_pre_attn_scalar=q, sliding_window=c.max_length,
                   attn_logit_softcapping=c.attn_softcap, final_logit_softcapping=c.logit_softcap)  # fmt: skip
     if c.rope_scaling is not None:
         factor, low, high, original = c.rope_scaling

@@ -323,6 +323,11 @@ FAMILY_OPTIONS = dict(num_kv_heads=2, head_dim=16, mlp="swiglu", qkv_bias=True, 
                       norm_eps=1e-5, rope_scaling=(4.0, 1.0, 4.0, 64))  # fmt: skip
 
 
+GEMMA2_OPTIONS = dict(num_kv_heads=2, head_dim=16, mlp="geglu", embed_scale=True, norm_unit_offset=True,
+                      post_norms=True, query_scale=24.0, attn_softcap=5.0, logit_softcap=3.0,
+                      tie_embeddings=True)  # fmt: skip
+
+
 def test_family_options_are_checked_and_survive_a_json_round_trip():
     with pytest.raises(ValueError, match="mlp in"):
         jr.TransformerConfig(num_actions=4, vocab_size=8, mlp="relu")
@@ -338,9 +343,25 @@ def test_family_options_are_checked_and_survive_a_json_round_trip():
     c = jr.TransformerConfig(num_actions=4, vocab_size=8, d_model=30, num_heads=4, head_dim=8)
     assert c.head_dim == 8
     assert jr.TransformerConfig(num_actions=4, vocab_size=8, d_model=32).head_dim == 8  # default: D / H
-    full = dataclasses.replace(CFG, **FAMILY_OPTIONS)
-    saved = json.loads(json.dumps(dataclasses.asdict(full)))  # how runs store a model config
-    assert jr.TransformerConfig(**saved) == full
+    with pytest.raises(ValueError, match="attn_softcap None or > 0"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, attn_softcap=0.0)
+    for options in (FAMILY_OPTIONS, GEMMA2_OPTIONS):
+        full = dataclasses.replace(CFG, **options)
+        saved = json.loads(json.dumps(dataclasses.asdict(full)))  # how runs store a model config
+        assert jr.TransformerConfig(**saved) == full
+
+
+def test_gemma2_options_init_to_identity_norms_and_cap_the_logits():
+    model = jr.PolicyValueTransformer(dataclasses.replace(CFG, **GEMMA2_OPTIONS))
+    params = jax.jit(model.init)(jax.random.key(0))
+    layer = params["layer_0"]
+    for name in ("attn_norm", "attn_post_norm", "mlp_norm", "mlp_post_norm"):  # (1 + w) norms start at w = 0
+        np.testing.assert_array_equal(layer[name], np.zeros(32, np.float32))
+    axes = model.logical_axes()
+    assert axes["layer_0"]["attn_post_norm"] == jax.P("embed") and axes["layer_0"]["mlp_gate"] == jax.P("embed", "mlp")
+    big = {**params, "embed": params["embed"] * 100.0}
+    logits, _ = jax.jit(model.apply)(big, _tokens(2, 6))
+    assert float(jnp.abs(logits).max()) <= 3.0  # logit_softcap
 
 
 def test_family_option_params_have_logical_axes_and_the_tied_head_reads_the_embedding():

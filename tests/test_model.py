@@ -380,10 +380,11 @@ def test_family_option_params_have_logical_axes_and_the_tied_head_reads_the_embe
         assert len(spec) == p.ndim
     # tied: logits are the final features against the first A embedding rows (inputs avoid rows 0 and V-1)
     seq = jnp.clip(_tokens(2, 6), 1, V - 2)
-    logits, _ = model.apply(params, seq)
+    apply = jax.jit(model.apply)  # one compile for the three calls
+    logits, _ = apply(params, seq)
     assert logits.shape == (2, 6, A)
     past_actions = {**params, "embed": params["embed"].at[V - 1].add(1.0)}
-    np.testing.assert_array_equal(model.apply(past_actions, seq)[0], logits)
-    action_0 = model.apply({**params, "embed": params["embed"].at[0].add(1.0)}, seq)[0]
+    np.testing.assert_array_equal(apply(past_actions, seq)[0], logits)
+    action_0 = apply({**params, "embed": params["embed"].at[0].add(1.0)}, seq)[0]
     np.testing.assert_array_equal(action_0[..., 1:], logits[..., 1:])
     assert float(jnp.abs(action_0[..., 0] - logits[..., 0]).min()) > 0

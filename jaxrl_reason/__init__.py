@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 #: public name -> the module that defines it
 _EXPORTS = {
     "ASCII_TOKENIZER": "jaxrl_reason.envs",
+    "BPETokenizer": "jaxrl_reason.envs",
     "DEFAULT_TOKENIZER": "jaxrl_reason.envs",
     "ConnectFour": "jaxrl_reason.envs",
     "HostVerifiedTask": "jaxrl_reason.envs",
@@ -46,6 +47,8 @@ _EXPORTS = {
     "PolicyValueTransformer": "jaxrl_reason.models",
     "TransformerConfig": "jaxrl_reason.models",
     "rollout": "jaxrl_reason.models",
+    "load_pretrained": "jaxrl_reason.models",
+    "save_pretrained": "jaxrl_reason.models",
     "DecodeResult": "jaxrl_reason.search",
     "SearchConfig": "jaxrl_reason.search",
     "decode": "jaxrl_reason.search",
@@ -85,6 +88,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     from jaxrl_reason.envs import (  # noqa: F401
         ASCII_TOKENIZER,
         DEFAULT_TOKENIZER,
+        BPETokenizer,
         ConnectFour,
         HostVerifiedTask,
         ReasoningTask,
@@ -98,7 +102,13 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         registered_envs,
     )
     from jaxrl_reason.evaluation import evaluate  # noqa: F401
-    from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig, rollout  # noqa: F401
+    from jaxrl_reason.models import (  # noqa: F401
+        PolicyValueTransformer,
+        TransformerConfig,
+        load_pretrained,
+        rollout,
+        save_pretrained,
+    )
     from jaxrl_reason.parallel import make_mesh  # noqa: F401
     from jaxrl_reason.run import Agent, Checkpointer, CheckpointError  # noqa: F401
     from jaxrl_reason.search import (  # noqa: F401

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
@@ -315,3 +316,75 @@ def test_bfloat16_matmuls_track_float32_and_decode_matches_its_own_forward():
     rows = jnp.arange(3)
     step_logits, _, _ = decode(params, cache, seq[rows, lengths], lengths)
     np.testing.assert_allclose(step_logits, l16[rows, lengths], atol=0.05 * float(jnp.abs(l16).max()))
+
+
+# -- decoder-family options (numerical equivalence: tests/test_pretrained.py) -------------------------
+FAMILY_OPTIONS = dict(num_kv_heads=2, head_dim=16, mlp="swiglu", qkv_bias=True, qk_norm=True, tie_embeddings=True,
+                      norm_eps=1e-5, rope_scaling=(4.0, 1.0, 4.0, 64))  # fmt: skip
+
+
+GEMMA2_OPTIONS = dict(num_kv_heads=2, head_dim=16, mlp="geglu", embed_scale=True, norm_unit_offset=True,
+                      post_norms=True, query_scale=24.0, attn_softcap=5.0, logit_softcap=3.0,
+                      tie_embeddings=True)  # fmt: skip
+
+
+def test_family_options_are_checked_and_survive_a_json_round_trip():
+    with pytest.raises(ValueError, match="mlp in"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, mlp="relu")
+    with pytest.raises(ValueError, match="norm_eps > 0"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, norm_eps=0.0)
+    with pytest.raises(ValueError, match="rope_scaling of 4 numbers"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, rope_scaling=(2.0, 1.0))
+    with pytest.raises(ValueError, match="factor >= 1"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, rope_scaling=(0.5, 1.0, 4.0, 64))
+    with pytest.raises(ValueError, match="even head_dim"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, head_dim=7)
+    # an explicit head_dim frees d_model from divisibility (Qwen3: H·Dh != D)
+    c = jr.TransformerConfig(num_actions=4, vocab_size=8, d_model=30, num_heads=4, head_dim=8)
+    assert c.head_dim == 8
+    assert jr.TransformerConfig(num_actions=4, vocab_size=8, d_model=32).head_dim == 8  # default: D / H
+    with pytest.raises(ValueError, match="attn_softcap None or > 0"):
+        jr.TransformerConfig(num_actions=4, vocab_size=8, attn_softcap=0.0)
+    for options in (FAMILY_OPTIONS, GEMMA2_OPTIONS):
+        full = dataclasses.replace(CFG, **options)
+        saved = json.loads(json.dumps(dataclasses.asdict(full)))  # how runs store a model config
+        assert jr.TransformerConfig(**saved) == full
+
+
+def test_gemma2_options_init_to_identity_norms_and_cap_the_logits():
+    model = jr.PolicyValueTransformer(dataclasses.replace(CFG, **GEMMA2_OPTIONS))
+    params = jax.jit(model.init)(jax.random.key(0))
+    layer = params["layer_0"]
+    for name in ("attn_norm", "attn_post_norm", "mlp_norm", "mlp_post_norm"):  # (1 + w) norms start at w = 0
+        np.testing.assert_array_equal(layer[name], np.zeros(32, np.float32))
+    axes = model.logical_axes()
+    assert axes["layer_0"]["attn_post_norm"] == jax.P("embed") and axes["layer_0"]["mlp_gate"] == jax.P("embed", "mlp")
+    big = {**params, "embed": params["embed"] * 100.0}
+    logits, _ = jax.jit(model.apply)(big, _tokens(2, 6))
+    assert float(jnp.abs(logits).max()) <= 3.0  # logit_softcap
+
+
+def test_family_option_params_have_logical_axes_and_the_tied_head_reads_the_embedding():
+    model = jr.PolicyValueTransformer(dataclasses.replace(CFG, **FAMILY_OPTIONS))
+    params = random_params(model)
+    assert "policy_head" not in params
+    layer = params["layer_0"]
+    assert {k: v.shape for k, v in layer.items() if k in ("q", "kv", "q_bias", "kv_bias", "q_norm", "mlp_gate")} == {
+        "q": (32, 4, 16), "kv": (32, 2, 2, 16), "q_bias": (4, 16), "kv_bias": (2, 2, 16), "q_norm": (16,),
+        "mlp_gate": (32, 64),
+    }  # fmt: skip
+    axes = model.logical_axes()
+    is_spec = lambda x: isinstance(x, jax.P)  # noqa: E731
+    assert jax.tree.structure(params) == jax.tree.structure(axes, is_leaf=is_spec)
+    for p, spec in zip(jax.tree.leaves(params), jax.tree.leaves(axes, is_leaf=is_spec), strict=True):
+        assert len(spec) == p.ndim
+    # tied: logits are the final features against the first A embedding rows (inputs avoid rows 0 and V-1)
+    seq = jnp.clip(_tokens(2, 6), 1, V - 2)
+    apply = jax.jit(model.apply)  # one compile for the three calls
+    logits, _ = apply(params, seq)
+    assert logits.shape == (2, 6, A)
+    past_actions = {**params, "embed": params["embed"].at[V - 1].add(1.0)}
+    np.testing.assert_array_equal(apply(past_actions, seq)[0], logits)
+    action_0 = apply({**params, "embed": params["embed"].at[0].add(1.0)}, seq)[0]
+    np.testing.assert_array_equal(action_0[..., 1:], logits[..., 1:])
+    assert float(jnp.abs(action_0[..., 0] - logits[..., 0]).min()) > 0

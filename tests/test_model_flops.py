@@ -29,10 +29,23 @@ def test_flops_golden_values_by_hand():
         flops.forward_flops_per_token(c, 0)
 
 
-@pytest.mark.parametrize("num_kv_heads", [None, 1])
-def test_flops_agree_with_xla_cost_analysis_of_the_compiled_forward(num_kv_heads):
+def test_flops_of_the_family_options_by_hand():
+    # Qwen3-like: 4 heads of width 16 (H·Dh = 64 != D = 32), 2 K/V heads, SwiGLU, tied embeddings, QK-norm
+    c = jr.TransformerConfig(num_actions=12, vocab_size=16, max_length=24, d_model=32, num_heads=4, num_layers=2,
+                             mlp_dim=64, num_kv_heads=2, head_dim=16, mlp="swiglu", qk_norm=True,
+                             tie_embeddings=True, qkv_bias=True)  # fmt: skip
+    # per layer: q/k/v 2*32*(64 + 2*32) = 8192, out 2*64*32 = 4096, mlp 3*2*32*64 = 12288,
+    # attention 2*2*10*64 = 2560 -> 27136; two layers 54272; heads 2*32*(12 + 1) = 832 -> 55104
+    assert flops.forward_flops_per_token(c, 10) == 55104
+
+
+_QWEN3_LIKE = dict(num_kv_heads=2, head_dim=32, mlp="swiglu", qk_norm=True, tie_embeddings=True)
+
+
+@pytest.mark.parametrize("options", [{}, {"num_kv_heads": 1}, _QWEN3_LIKE], ids=["mha", "mqa", "qwen3_like"])
+def test_flops_agree_with_xla_cost_analysis_of_the_compiled_forward(options):
     c = jr.TransformerConfig(num_actions=16, vocab_size=20, max_length=32, d_model=64, num_heads=4, num_layers=2,
-                             mlp_dim=256, num_kv_heads=num_kv_heads)  # fmt: skip
+                             mlp_dim=256, **options)  # fmt: skip
     model = jr.PolicyValueTransformer(c)
     params = jax.eval_shape(model.init, jax.random.key(0))
     tokens = jax.ShapeDtypeStruct((4, 32), jnp.int32)

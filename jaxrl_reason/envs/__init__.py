@@ -1,7 +1,8 @@
-"""Token-MDP environments: template, registry, tokenizer, tasks and games."""
+"""Token-MDP environments: template, registry, tokenizers (characters, BPE), tasks and games."""
 
 from jaxrl_reason.envs.adapters import ASCII_TOKENIZER, HostVerifiedTask
 from jaxrl_reason.envs.api_test import api_test
+from jaxrl_reason.envs.bpe import BPETokenizer
 from jaxrl_reason.envs.core import TokenEnv, tree_select
 from jaxrl_reason.envs.games import ConnectFour, TicTacToe
 from jaxrl_reason.envs.registry import make, register, register_family, registered_envs
@@ -10,6 +11,7 @@ from jaxrl_reason.envs.tokenizer import DEFAULT_TOKENIZER, Tokenizer
 
 __all__ = [
     "ASCII_TOKENIZER",
+    "BPETokenizer",
     "ConnectFour",
     "DEFAULT_TOKENIZER",
     "HostVerifiedTask",

@@ -1,4 +1,4 @@
-"""The policy-value transformer, KV-cache sampling and FLOP accounting."""
+"""The policy-value transformer, KV-cache sampling, FLOP accounting and Hugging Face checkpoint I/O."""
 
 from jaxrl_reason.models.flops import (
     decode_flops_per_token,
@@ -6,6 +6,7 @@ from jaxrl_reason.models.flops import (
     forward_flops_per_token,
     train_flops_per_token,
 )
+from jaxrl_reason.models.pretrained import load_pretrained, save_pretrained
 from jaxrl_reason.models.prm import PolicyWithPRM
 from jaxrl_reason.models.sampling import mask_logits, rollout, sample_action
 from jaxrl_reason.models.transformer import (
@@ -13,6 +14,7 @@ from jaxrl_reason.models.transformer import (
     LayerSegment,
     PolicyValueTransformer,
     TransformerConfig,
+    rope_frequencies,
     two_hot,
     value_bins,
 )
@@ -26,9 +28,12 @@ __all__ = [
     "decode_flops_per_token",
     "forward_flops",
     "forward_flops_per_token",
+    "load_pretrained",
     "mask_logits",
     "rollout",
+    "rope_frequencies",
     "sample_action",
+    "save_pretrained",
     "train_flops_per_token",
     "two_hot",
     "value_bins",

@@ -2,16 +2,18 @@
 
 Counted per token, as computed by this implementation (the PaLM/Chinchilla convention):
 
-* per layer: QKV projection ``2·D·(D + 2·G·Dh)`` (``G`` K/V heads; ``2·D·3D`` for multi-head),
-  attention output ``2·D·D``, MLP ``2·2·D·M``, attention scores and
-  weighted values ``2·2·S·D`` where ``S`` is the number of key slots each token is scored against —
+* per layer: QKV projection ``2·D·(H·Dh + 2·G·Dh)`` (``H`` query heads, ``G`` K/V heads, ``Dh`` head
+  width; ``2·D·3D`` for multi-head with ``H·Dh = D``), attention output ``2·H·Dh·D``, MLP ``2·2·D·M``
+  (``2·3·D·M`` for SwiGLU and GeGLU: gate, up, down), attention scores and
+  weighted values ``2·2·S·H·Dh`` where ``S`` is the number of key slots each token is scored against —
   the full ``T`` for a forward over ``T`` tokens (the causal mask is applied to a dense score
   matrix, so masked entries are computed too), ``max_length + 1`` for :meth:`decode`;
 * heads: policy ``2·D·A`` and value ``2·D·(1 or num_value_bins)``.
 
-Norms, softmax, rotary embeddings and GELU are not counted (a few percent of the total at
-``D >= 64``: ``cost_analysis`` of the compiled forward agrees within 6%, tested), nor is the embedding
-lookup (a one-hot matmul for vocabularies up to 4096, ``2·V·D`` FLOPs per token, counted as a lookup).
+Norms (QK-norm included), biases, softmax, rotary embeddings and the activations are not counted (a
+few percent of the total at ``D >= 64``: ``cost_analysis`` of the compiled forward agrees within 6%,
+tested), nor is the embedding lookup (a one-hot matmul for vocabularies up to 4096, ``2·V·D`` FLOPs
+per token, counted as a lookup).
 A training step (forward + backward) is 3× the forward.
 """
 
@@ -20,17 +22,25 @@ from __future__ import annotations
 from jaxrl_reason.models.transformer import TransformerConfig
 
 
+def _attention_width(config: TransformerConfig) -> int:
+    """``H·Dh``: the width of the queries (``D`` unless ``head_dim`` is set otherwise)."""
+    head_dim = getattr(config, "head_dim", None) or config.d_model // config.num_heads
+    return config.num_heads * head_dim
+
+
 def _matmul_flops_per_token(config: TransformerConfig) -> int:
     d, m = config.d_model, config.mlp_dim
+    q_width = _attention_width(config)
     kv_heads = getattr(config, "num_kv_heads", None)  # duck-typed model configs may lack it: multi-head
-    kv_width = d if kv_heads is None else kv_heads * (d // config.num_heads)
-    per_layer = 2 * d * (d + 2 * kv_width) + 2 * d * d + 2 * 2 * d * m
+    kv_width = q_width if kv_heads is None else kv_heads * (q_width // config.num_heads)
+    mlp_matmuls = 2 if getattr(config, "mlp", "gelu") == "gelu" else 3  # gated (SwiGLU, GeGLU): gate, up, down
+    per_layer = 2 * d * (q_width + 2 * kv_width) + 2 * q_width * d + mlp_matmuls * 2 * d * m
     value_out = 1 if config.value_head == "scalar" else config.num_value_bins
     return config.num_layers * per_layer + 2 * d * (config.num_actions + value_out)
 
 
 def _attention_flops_per_token(config: TransformerConfig, num_keys: int) -> int:
-    return config.num_layers * 2 * 2 * num_keys * config.d_model
+    return config.num_layers * 2 * 2 * num_keys * _attention_width(config)
 
 
 def _check_length(name: str, n: int) -> None:

@@ -35,6 +35,7 @@ from jaxrl_reason.types import Array, EnvSpec, Params, PRNGKey
 
 _DTYPES = ("float32", "bfloat16", "float16")
 _VALUE_HEADS = ("scalar", "categorical")
+_MLPS = ("gelu", "swiglu", "geglu")
 _ONE_HOT_MAX_VOCAB = 4096  # embed by one-hot matmul up to this vocabulary size, by gather above
 _NEG = -1e30  # finite "minus infinity": a row with every key masked gets a uniform softmax, not NaN
 
@@ -58,6 +59,23 @@ class TransformerConfig:
     ``1`` is multi-query attention); ``None`` means ``num_heads`` (plain multi-head attention) and is
     stored as that number. Fewer K/V heads shrink the KV cache and the bytes a search reads from its
     shared prefix per simulation by ``num_heads / num_kv_heads``.
+
+    Options that cover the pretrained decoder families (Llama 3, Qwen2/2.5, Qwen3; the defaults are
+    today's model): ``head_dim`` (``None``: ``d_model // num_heads``, stored as that number; Qwen3 uses
+    a wider one), ``mlp`` (``"gelu"``: ``out(gelu(in(x)))``; ``"swiglu"``: ``out(silu(gate(x)) *
+    in(x))``), ``norm_eps`` (RMSNorm epsilon), ``qkv_bias`` (biases on the query/key/value
+    projections: Qwen2), ``qk_norm`` (an RMSNorm over each head of the queries and keys before the
+    rotation: Qwen3), ``tie_embeddings`` (the policy head is the embedding matrix's first
+    ``num_actions`` rows, transposed: no ``policy_head`` param) and ``rope_scaling`` (Llama-3 style
+    frequency scaling ``(factor, low_freq_factor, high_freq_factor, original_max_position_embeddings)``;
+    ``rope_base`` is the rotary theta).
+
+    Gemma 2's options: ``mlp="geglu"`` (``out(gelu_tanh(gate(x)) * in(x))``), ``embed_scale`` (the
+    embedding times ``sqrt(d_model)``), ``norm_unit_offset`` (every RMSNorm scales by ``1 + w``; its
+    params start at 0), ``post_norms`` (an RMSNorm on the output of attention and of the MLP before
+    each is added to the residual stream), ``query_scale`` (scores scaled by ``query_scale**-0.5``
+    instead of ``head_dim**-0.5``), ``attn_softcap`` and ``logit_softcap`` (``cap * tanh(x / cap)`` on
+    the attention scores and on the policy logits).
     """
 
     num_actions: int
@@ -73,6 +91,19 @@ class TransformerConfig:
     num_value_bins: int = 51
     rope_base: float = 10_000.0
     num_kv_heads: int | None = None
+    head_dim: int | None = None
+    mlp: str = "gelu"
+    norm_eps: float = 1e-6
+    qkv_bias: bool = False
+    qk_norm: bool = False
+    tie_embeddings: bool = False
+    rope_scaling: tuple[float, float, float, float] | None = None
+    embed_scale: bool = False
+    norm_unit_offset: bool = False
+    post_norms: bool = False
+    query_scale: float | None = None
+    attn_softcap: float | None = None
+    logit_softcap: float | None = None
 
     def __post_init__(self):
         def need(ok, what):
@@ -81,18 +112,26 @@ class TransformerConfig:
 
         if self.num_kv_heads is None:  # frozen: normalise so that equal models compare equal
             object.__setattr__(self, "num_kv_heads", self.num_heads)
+        if self.head_dim is None and isinstance(self.num_heads, int) and self.num_heads >= 1:
+            need(
+                self.d_model % self.num_heads == 0,
+                f"d_model divisible by num_heads, got {self.d_model} % {self.num_heads} != 0",
+            )
+            object.__setattr__(self, "head_dim", self.d_model // self.num_heads)
+        if self.rope_scaling is not None:  # a JSON round trip gives a list
+            need(len(self.rope_scaling) == 4, f"rope_scaling of 4 numbers, got {self.rope_scaling!r}")
+            object.__setattr__(self, "rope_scaling", tuple(float(x) for x in self.rope_scaling))
 
-        positive = ("num_actions", "vocab_size", "max_length", "d_model", "num_heads", "num_kv_heads", "num_layers")
+        positive = (
+            *("num_actions", "vocab_size", "max_length", "d_model", "num_heads", "num_kv_heads", "num_layers"),
+            "head_dim",
+        )
         for name in (*positive, "mlp_dim"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 1, f"{name} a positive int (got {v!r})")
         need(
             self.vocab_size >= self.num_actions,
             f"vocab_size >= num_actions (the token of action a is a), got {self.vocab_size} < {self.num_actions}",
-        )
-        need(
-            self.d_model % self.num_heads == 0,
-            f"d_model divisible by num_heads, got {self.d_model} % {self.num_heads} != 0",
         )
         need(
             self.num_heads % self.num_kv_heads == 0,
@@ -104,10 +143,17 @@ class TransformerConfig:
         need(self.value_head in _VALUE_HEADS, f"value_head in {_VALUE_HEADS}, got {self.value_head!r}")
         need(self.num_value_bins >= 2, f"num_value_bins >= 2, got {self.num_value_bins}")
         need(self.rope_base > 1, f"rope_base > 1, got {self.rope_base}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.num_heads
+        need(self.mlp in _MLPS, f"mlp in {_MLPS}, got {self.mlp!r}")
+        need(self.norm_eps > 0, f"norm_eps > 0, got {self.norm_eps}")
+        for name in ("query_scale", "attn_softcap", "logit_softcap"):
+            v = getattr(self, name)
+            need(v is None or v > 0, f"{name} None or > 0, got {v!r}")
+        if self.rope_scaling is not None:
+            factor, low, high, original = self.rope_scaling
+            need(
+                factor >= 1 and high > low > 0 and original >= 1,
+                f"rope_scaling = (factor >= 1, low, high > low > 0, original >= 1), got {self.rope_scaling}",
+            )
 
     @classmethod
     def preset(cls, name: str, **overrides) -> TransformerConfig:
@@ -171,10 +217,31 @@ def _mm(eq: str, x: Array, w: Array, dtype) -> Array:
     return jnp.einsum(eq, x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
 
 
-def _rms_norm(module: nn.Module, name: str, x: Array, param_dtype) -> Array:
-    scale = _param(module, name, nn.initializers.ones, (x.shape[-1],), ("embed",), param_dtype)
-    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + 1e-6)
-    return x * scale.astype(jnp.float32)
+def _norm(x: Array, scale: Array, eps: float, unit_offset: bool = False) -> Array:
+    """RMSNorm over the last axis, in float32; the scale is ``1 + scale`` with `unit_offset` (Gemma)."""
+    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+    return x * (1.0 + scale.astype(jnp.float32) if unit_offset else scale.astype(jnp.float32))
+
+
+def _softcap(x: Array, cap: float | None) -> Array:
+    return x if cap is None else cap * jnp.tanh(x / cap)
+
+
+def rope_frequencies(config: TransformerConfig) -> Array:
+    """[head_dim/2] f32 inverse frequencies of the rotary embedding: ``rope_base ** (-i / (Dh/2))``,
+    rescaled Llama-3 style when ``config.rope_scaling`` is set (low frequencies divided by ``factor``,
+    high ones kept, a smooth blend between)."""
+    half = config.head_dim // 2
+    inv_freq = config.rope_base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    if config.rope_scaling is None:
+        return inv_freq
+    factor, low, high, original = config.rope_scaling
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > original / low, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    blended = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= original / high) & (wavelen <= original / low)
+    return jnp.where(medium, blended, scaled)
 
 
 def _rotate(x: Array, sin: Array, cos: Array) -> Array:
@@ -183,7 +250,9 @@ def _rotate(x: Array, sin: Array, cos: Array) -> Array:
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
-def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype, k_transposed: bool) -> Array:
+def _attend(
+    q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype, k_transposed: bool, softcap: float | None = None
+) -> Array:
     """Softmax attention of ``q [B,T,H,Dh]`` over the union of segments ``(k, v, mask [B|1,T|1,S])``.
 
     Segments come in the layouts attention reads (:func:`_attention_layout`): ``v [B,G,S,Dh]`` with
@@ -195,20 +264,23 @@ def _attend(q: Array, segments: Sequence[tuple[Array, Array, Array]], dtype, k_t
     transposed K as it is: ``[H/G, Dh] x [Dh, S]`` dots per row and K/V head, which XLA's CPU backend
     runs fastest with K stored that way (measured: docs/BENCHMARKS.md, "Session 4"). Several queries
     (training, prefill) swap it back to ``[S, Dh]``: for the in-call segment the two transposes cancel,
-    so a training step runs the same dots as a multi-head model's.
+    so a training step runs the same dots as a multi-head model's. `softcap` caps the scores
+    (``cap * tanh(s / cap)``, Gemma 2) before the mask.
     """
     b, t, h, dh = q.shape
     g = segments[0][1].shape[1]
     if k_transposed and t == 1:  # one query: [B,G,R,Dh] against K as stored (no T axis: XLA runs it faster)
         qg = q.reshape(b, g, h // g, dh)
-        scores = [jnp.where(m[:, None], _mm("bgrd,bgds->bgrs", qg, k, dtype), _NEG) for k, _, m in segments]
+        scores = [
+            jnp.where(m[:, None], _softcap(_mm("bgrd,bgds->bgrs", qg, k, dtype), softcap), _NEG) for k, _, m in segments
+        ]
         pv, out_shape = "bgrs,bgsd->bgrd", (b, 1, h, dh)
     else:
         qg = q.reshape(b, t, g, h // g, dh)
         scores = [
             jnp.where(
                 m[:, None, None],
-                _mm("btgrd,bgsd->bgrts", qg, jnp.swapaxes(k, -1, -2) if k_transposed else k, dtype),
+                _softcap(_mm("btgrd,bgsd->bgrts", qg, jnp.swapaxes(k, -1, -2) if k_transposed else k, dtype), softcap),
                 _NEG,
             )
             for k, _, m in segments
@@ -275,44 +347,91 @@ class _Block(nn.Module):
     @nn.compact
     def __call__(self, x, sin, cos, self_mask, context):
         c = self.config
-        dtype, pdtype = jnp.dtype(c.dtype), jnp.dtype(c.param_dtype)
-        d, h, g, dh = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim
-        # Fan-in scaled normals; the residual-branch outputs shrunk by 1/(2·layers) (GPT-2 style).
-        init = nn.initializers.variance_scaling
-        out_scale = 1.0 / (2 * c.num_layers)
-        qkv_init = init(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2, 3))
-        if g == h:  # multi-head: one fused projection
-            w_qkv = _param(self, "qkv", qkv_init, (d, 3, h, dh), ("embed", None, "heads", "kv"), pdtype)
-        else:  # grouped-query: G K/V heads
-            q_init = init(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2))
-            w_q = _param(self, "q", q_init, (d, h, dh), ("embed", "heads", "kv"), pdtype)
-            w_kv = _param(self, "kv", qkv_init, (d, 2, g, dh), ("embed", None, "heads", "kv"), pdtype)
-        out_init = init(out_scale, "fan_in", "normal", in_axis=(0, 1), out_axis=2)
-        w_out = _param(self, "attn_out", out_init, (h, dh, d), ("heads", "kv", "embed"), pdtype)
-        up_init, down_init = init(1.0, "fan_in", "normal"), init(out_scale, "fan_in", "normal")
-        w_up = _param(self, "mlp_in", up_init, (d, c.mlp_dim), ("embed", "mlp"), pdtype)
-        w_down = _param(self, "mlp_out", down_init, (c.mlp_dim, d), ("mlp", "embed"), pdtype)
-
-        y = _rms_norm(self, "attn_norm", x, pdtype)
-        if g == h:
-            qkv = _mm("btd,dchk->btchk", y, w_qkv, dtype)  # [B,T,3,H,Dh]
-            qk = _rotate(qkv[:, :, :2], sin, cos)
-            q = qk[:, :, 0] * (dh**-0.5)
-            k, v = qk[:, :, 1].astype(dtype), qkv[:, :, 2].astype(dtype)
-        else:
-            sin1, cos1 = sin[:, :, 0], cos[:, :, 0]  # [B,T,1,Dh/2]
-            q = _rotate(_mm("btd,dhk->bthk", y, w_q, dtype), sin1, cos1) * (dh**-0.5)  # [B,T,H,Dh]
-            kv = _mm("btd,dcgk->btcgk", y, w_kv, dtype)  # [B,T,2,G,Dh]
-            k, v = _rotate(kv[:, :, 0], sin1, cos1).astype(dtype), kv[:, :, 1].astype(dtype)
+        dtype = jnp.dtype(c.dtype)
+        w = self._params()
+        norm = lambda x, name: _norm(x, w[name], c.norm_eps, c.norm_unit_offset)  # noqa: E731
+        q, k, v = _qkv(c, w, norm(x, "attn_norm"), sin, cos)
         k_transposed = _k_transposed(c)
         segments = [*context, (*_attention_layout(k, v, k_transposed), self_mask)]
-        att = _attend(q, segments, dtype, k_transposed)  # [B,T,H,Dh]
-        x = x + _mm("bthk,hkd->btd", att, w_out, dtype)
-
-        y = _rms_norm(self, "mlp_norm", x, pdtype)
-        y = jax.nn.gelu(_mm("btd,dm->btm", y, w_up, dtype))
-        x = x + _mm("btm,md->btd", y, w_down, dtype)
+        att = _attend(q, segments, dtype, k_transposed, c.attn_softcap)  # [B,T,H,Dh]
+        y = _mm("bthk,hkd->btd", att, w["attn_out"], dtype)
+        x = x + (norm(y, "attn_post_norm") if c.post_norms else y)
+        y = norm(x, "mlp_norm")
+        if c.mlp == "gelu":
+            y = jax.nn.gelu(_mm("btd,dm->btm", y, w["mlp_in"], dtype))
+        else:
+            gate = _mm("btd,dm->btm", y, w["mlp_gate"], dtype)
+            gate = jax.nn.silu(gate) if c.mlp == "swiglu" else jax.nn.gelu(gate, approximate=True)
+            y = gate * _mm("btd,dm->btm", y, w["mlp_in"], dtype)
+        y = _mm("btm,md->btd", y, w["mlp_out"], dtype)
+        x = x + (norm(y, "mlp_post_norm") if c.post_norms else y)
         return x, k, v
+
+    def _params(self) -> dict[str, Array]:
+        """Declares the layer's params. The order is part of the model: Flax draws init keys in call
+        order, so today's params come first, in their original order, and the family options after."""
+        c = self.config
+        pdtype = jnp.dtype(c.param_dtype)
+        d, h, g, dh, m = c.d_model, c.num_heads, c.num_kv_heads, c.head_dim, c.mlp_dim
+        # Fan-in scaled normals; the residual-branch outputs shrunk by 1/(2·layers) (GPT-2 style).
+        init, zeros, ones = nn.initializers.variance_scaling, nn.initializers.zeros, nn.initializers.ones
+        out_scale = 1.0 / (2 * c.num_layers)
+        qkv_init = init(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2, 3))
+        w = {}
+        if g == h:  # multi-head: one fused projection
+            w["qkv"] = _param(self, "qkv", qkv_init, (d, 3, h, dh), ("embed", None, "heads", "kv"), pdtype)
+        else:  # grouped-query: G K/V heads
+            q_init = init(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2))
+            w["q"] = _param(self, "q", q_init, (d, h, dh), ("embed", "heads", "kv"), pdtype)
+            w["kv"] = _param(self, "kv", qkv_init, (d, 2, g, dh), ("embed", None, "heads", "kv"), pdtype)
+        out_init = init(out_scale, "fan_in", "normal", in_axis=(0, 1), out_axis=2)
+        w["attn_out"] = _param(self, "attn_out", out_init, (h, dh, d), ("heads", "kv", "embed"), pdtype)
+        up_init, down_init = init(1.0, "fan_in", "normal"), init(out_scale, "fan_in", "normal")
+        w["mlp_in"] = _param(self, "mlp_in", up_init, (d, m), ("embed", "mlp"), pdtype)
+        w["mlp_out"] = _param(self, "mlp_out", down_init, (m, d), ("mlp", "embed"), pdtype)
+        if c.mlp != "gelu":
+            w["mlp_gate"] = _param(self, "mlp_gate", up_init, (d, m), ("embed", "mlp"), pdtype)
+        if c.qkv_bias and g == h:
+            w["qkv_bias"] = _param(self, "qkv_bias", zeros, (3, h, dh), (None, "heads", "kv"), pdtype)
+        elif c.qkv_bias:
+            w["q_bias"] = _param(self, "q_bias", zeros, (h, dh), ("heads", "kv"), pdtype)
+            w["kv_bias"] = _param(self, "kv_bias", zeros, (2, g, dh), (None, "heads", "kv"), pdtype)
+        norm_init = zeros if c.norm_unit_offset else ones  # the identity either way
+        if c.qk_norm:
+            w["q_norm"] = _param(self, "q_norm", norm_init, (dh,), (None,), pdtype)
+            w["k_norm"] = _param(self, "k_norm", norm_init, (dh,), (None,), pdtype)
+        if c.post_norms:
+            w["attn_post_norm"] = _param(self, "attn_post_norm", norm_init, (d,), ("embed",), pdtype)
+            w["mlp_post_norm"] = _param(self, "mlp_post_norm", norm_init, (d,), ("embed",), pdtype)
+        w["attn_norm"] = _param(self, "attn_norm", norm_init, (d,), ("embed",), pdtype)
+        w["mlp_norm"] = _param(self, "mlp_norm", norm_init, (d,), ("embed",), pdtype)
+        return w
+
+
+def _qkv(c: TransformerConfig, w: dict[str, Array], y: Array, sin: Array, cos: Array):
+    """Queries (rotated, scaled by ``Dh**-0.5``) ``[B,T,H,Dh]``; K (rotated) and V ``[B,T,G,Dh]`` in the
+    compute dtype. Biases (Qwen2) and the per-head QK-norm (Qwen3) come before the rotation."""
+    dtype, dh = jnp.dtype(c.dtype), c.head_dim
+    scale = dh**-0.5 if c.query_scale is None else c.query_scale**-0.5
+    f32 = jnp.float32
+    if c.num_kv_heads == c.num_heads:
+        qkv = _mm("btd,dchk->btchk", y, w["qkv"], dtype)  # [B,T,3,H,Dh]
+        if not (c.qkv_bias or c.qk_norm):  # today's default path, op for op
+            qk = _rotate(qkv[:, :, :2], sin, cos)
+            return qk[:, :, 0] * scale, qk[:, :, 1].astype(dtype), qkv[:, :, 2].astype(dtype)
+        if c.qkv_bias:
+            qkv = qkv + w["qkv_bias"].astype(f32)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    else:
+        q = _mm("btd,dhk->bthk", y, w["q"], dtype)  # [B,T,H,Dh]
+        kv = _mm("btd,dcgk->btcgk", y, w["kv"], dtype)  # [B,T,2,G,Dh]
+        if c.qkv_bias:
+            q, kv = q + w["q_bias"].astype(f32), kv + w["kv_bias"].astype(f32)
+        k, v = kv[:, :, 0], kv[:, :, 1]
+    if c.qk_norm:
+        q, k = (_norm(x, w[n], c.norm_eps, c.norm_unit_offset) for x, n in ((q, "q_norm"), (k, "k_norm")))
+    sin1, cos1 = sin[:, :, 0], cos[:, :, 0]  # [B,T,1,Dh/2]
+    return _rotate(q, sin1, cos1) * scale, _rotate(k, sin1, cos1).astype(dtype), v.astype(dtype)
 
 
 class _Network(nn.Module):
@@ -331,10 +450,10 @@ class _Network(nn.Module):
             x = _mm("btv,vd->btd", jax.nn.one_hot(tokens, c.vocab_size, dtype=jnp.float32), embed, jnp.float32)
         else:
             x = jnp.take(embed, tokens, axis=0, mode="clip").astype(jnp.float32)
+        if c.embed_scale:  # Gemma: sqrt(D), rounded to the param dtype as Gemma's reference does
+            x = x * jnp.asarray(c.d_model**0.5, pdtype).astype(jnp.float32)
 
-        half = c.head_dim // 2
-        inv_freq = c.rope_base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-        angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B,T,Dh/2]
+        angles = positions.astype(jnp.float32)[..., None] * rope_frequencies(c)  # [B,T,Dh/2]
         sin, cos = jnp.sin(angles)[:, :, None, None], jnp.cos(angles)[:, :, None, None]  # [B,T,1,1,Dh/2]
 
         t = tokens.shape[1]
@@ -353,10 +472,16 @@ class _Network(nn.Module):
             x, k, v = _Block(c, name=f"layer_{i}")(x, sin, cos, self_mask, layer_ctx)
             ks.append(k)
             vs.append(v)
-        x = _rms_norm(self, "final_norm", x, pdtype)
+        norm_init = nn.initializers.zeros if c.norm_unit_offset else nn.initializers.ones
+        final_scale = _param(self, "final_norm", norm_init, (c.d_model,), ("embed",), pdtype)
+        x = _norm(x, final_scale, c.norm_eps, c.norm_unit_offset)
         head_init = nn.initializers.normal(0.02)
-        w_pi = _param(self, "policy_head", head_init, (c.d_model, c.num_actions), ("embed", "vocab"), pdtype)
-        logits = _mm("btd,da->bta", x, w_pi, jnp.dtype(c.dtype))
+        if c.tie_embeddings:  # the policy head is the embedding of the action tokens
+            logits = _mm("btd,ad->bta", x, embed[: c.num_actions], jnp.dtype(c.dtype))
+        else:
+            w_pi = _param(self, "policy_head", head_init, (c.d_model, c.num_actions), ("embed", "vocab"), pdtype)
+            logits = _mm("btd,da->bta", x, w_pi, jnp.dtype(c.dtype))
+        logits = _softcap(logits, c.logit_softcap)
         n_out = 1 if c.value_head == "scalar" else c.num_value_bins
         w_v = _param(self, "value_head", head_init, (c.d_model, n_out), ("embed", None), pdtype)
         b_v = _param(self, "value_bias", nn.initializers.zeros, (n_out,), (None,), pdtype)

@@ -1,0 +1,180 @@
+"""A pretrained model's BPE tokenizer (``tokenizer.json``, through the ``tokenizers`` library) behind the
+project's tokenizer interface.
+
+Like the character :class:`~jaxrl_reason.envs.tokenizer.Tokenizer`, it gives ``encode``/``decode``,
+``encode_padded``, ``id_of``/``ids_of``, the special tokens' ids (``pad_id``, ``bos_id``, ``eos_id``,
+``answer_id``) and their text forms (``pad``, ``bos``, ``eos``, ``answer_marker``), which ``encode``
+reads back as one token each, so a response can be written as text::
+
+    tok = BPETokenizer.from_pretrained("path/to/Qwen2.5-0.5B")
+    ids = tok.encode("2+3=5" + tok.answer_marker + "5" + tok.eos)
+    tok.decode(ids) == "2+3=5" + tok.answer_marker + "5" + tok.eos
+
+The special tokens come from ``tokenizer_config.json`` when the directory has one (``pad_token``,
+``bos_token``, ``eos_token``), else from the arguments. The answer marker (default ``"<answer>"``) must
+be one token: when the vocabulary lacks it, it is added as a special token with the next free id
+(``vocab_size`` grows by one), which must fit the model's embedding table (Qwen's has room: 151,936
+rows for 151,665 tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+
+import numpy as np
+import tokenizers
+
+TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+DEFAULT_ANSWER_MARKER = "<answer>"
+
+
+def _token_text(value) -> str | None:
+    """A special token in ``tokenizer_config.json``: a string, ``{"content": ...}`` or null."""
+    if isinstance(value, dict):
+        return value.get("content")
+    return value
+
+
+class BPETokenizer:
+    """Maps text to int32 token ids and back with a ``tokenizers.Tokenizer``. Immutable and hashable.
+
+    Args:
+      tokenizer: a ``tokenizers.Tokenizer`` (copied: the caller's object is never changed).
+      eos: text of the end-of-sequence token (one token of the vocabulary).
+      pad: text of the padding token (default: `eos`, as Llama and Qwen do).
+      bos: text of the beginning-of-sequence token, or ``None`` when the model has none (Qwen).
+      answer_marker: text of the answer marker; added as a special token if the vocabulary lacks it.
+    """
+
+    def __init__(
+        self,
+        tokenizer: tokenizers.Tokenizer,
+        *,
+        eos: str,
+        pad: str | None = None,
+        bos: str | None = None,
+        answer_marker: str = DEFAULT_ANSWER_MARKER,
+    ):
+        if not isinstance(tokenizer, tokenizers.Tokenizer):
+            raise ValueError(f"expected a tokenizers.Tokenizer, got {type(tokenizer).__name__}")
+        tok = tokenizers.Tokenizer.from_str(tokenizer.to_str())
+        if not answer_marker:
+            raise ValueError("answer_marker: expected a non-empty string")
+        if tok.token_to_id(answer_marker) is None:
+            tok.add_special_tokens([tokenizers.AddedToken(answer_marker, special=True, normalized=False)])
+        self._tok = tok
+        self._json = tok.to_str()
+        self._forms = (pad if pad is not None else eos, bos, eos, answer_marker)
+        ids = []
+        for role, form in zip(("pad", "bos", "eos", "answer_marker"), self._forms, strict=True):
+            if form is None:
+                ids.append(None)
+                continue
+            tid = tok.token_to_id(form)
+            if tid is None:
+                raise ValueError(f"{role} token {form!r} is not one token of the vocabulary")
+            ids.append(tid)
+        self.pad_id, self.bos_id, self.eos_id, self.answer_id = ids
+        self._vocab_size = tok.get_vocab_size(with_added_tokens=True)
+        self._hash = int.from_bytes(hashlib.sha256(repr((self._json, self._forms)).encode()).digest()[:8], "little")
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, *, eos: str | None = None, pad: str | None = None, bos: str | None = None,
+        answer_marker: str = DEFAULT_ANSWER_MARKER,
+    ) -> BPETokenizer:  # fmt: skip
+        """From a Hugging Face directory (``tokenizer.json``, optional ``tokenizer_config.json``) or a
+        ``tokenizer.json`` file. Arguments given override the config's special tokens."""
+        path = os.path.expanduser(path)
+        file = os.path.join(path, TOKENIZER_FILE) if os.path.isdir(path) else path
+        if not os.path.exists(file):
+            raise FileNotFoundError(f"{path}: expected a {TOKENIZER_FILE} (or a directory holding one)")
+        config_file = os.path.join(os.path.dirname(file), TOKENIZER_CONFIG_FILE)
+        config = {}
+        if os.path.exists(config_file):
+            with open(config_file) as f:
+                config = json.load(f)
+        eos = eos or _token_text(config.get("eos_token"))
+        if eos is None:
+            raise ValueError(f"{path}: no eos_token in {TOKENIZER_CONFIG_FILE}; pass eos=...")
+        pad = pad or _token_text(config.get("pad_token"))
+        bos = bos or _token_text(config.get("bos_token"))
+        return cls(tokenizers.Tokenizer.from_file(file), eos=eos, pad=pad, bos=bos, answer_marker=answer_marker)
+
+    # -- text forms of the special tokens --------------------------------------------------------
+    @property
+    def pad(self) -> str:
+        return self._forms[0]
+
+    @property
+    def bos(self) -> str | None:
+        return self._forms[1]
+
+    @property
+    def eos(self) -> str:
+        return self._forms[2]
+
+    @property
+    def answer_marker(self) -> str:
+        return self._forms[3]
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids are in ``[0, vocab_size)`` (added tokens included)."""
+        return self._vocab_size
+
+    @property
+    def backend(self) -> tokenizers.Tokenizer:
+        """The wrapped ``tokenizers.Tokenizer`` (a private copy; do not change it)."""
+        return self._tok
+
+    def id_of(self, token: str) -> int:
+        """Id of one token of the vocabulary, given as its text (e.g. a special form)."""
+        tid = self._tok.token_to_id(token)
+        if tid is None:
+            raise ValueError(f"{token!r} is not one token of the vocabulary")
+        return tid
+
+    def ids_of(self, tokens: Iterable[str]) -> np.ndarray:
+        """int32 ids of several tokens, e.g. to build a legal-action mask."""
+        return np.asarray([self.id_of(t) for t in tokens], np.int32)
+
+    # -- encode / decode --------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` (no BOS/EOS added); special forms in the text become one token each."""
+        if not isinstance(text, str):
+            raise ValueError(f"expected text (str), got {type(text).__name__}")
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def encode_padded(self, text: str, length: int, *, bos: bool = False) -> np.ndarray:
+        """``[length]`` int32 array: (bos +) encode(text), right-padded with ``pad_id``."""
+        if bos and self.bos_id is None:
+            raise ValueError("this tokenizer has no bos token (bos=None); call encode_padded(..., bos=False)")
+        ids = ([self.bos_id] if bos else []) + self.encode(text)
+        if len(ids) > length:
+            raise ValueError(f"text encodes to {len(ids)} tokens, more than the {length} allowed: {text!r}")
+        out = np.full((length,), self.pad_id, np.int32)
+        out[: len(ids)] = ids
+        return out
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of token ids, special tokens as their text forms."""
+        flat = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids).reshape(-1)
+        bad = flat[(flat < 0) | (flat >= self._vocab_size)]
+        if bad.size:
+            raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {self._vocab_size})")
+        return self._tok.decode([int(t) for t in flat], skip_special_tokens=False)
+
+    # -- value semantics (hashable: envs close over tokenizers inside jit) ------------------------
+    def __eq__(self, other):
+        return isinstance(other, BPETokenizer) and (self._json, self._forms) == (other._json, other._forms)
+
+    def __hash__(self):
+        return self._hash
+
+    def __repr__(self):
+        return f"BPETokenizer(vocab_size={self.vocab_size}, eos={self.eos!r}, answer_marker={self.answer_marker!r})"

@@ -48,6 +48,7 @@ from flax import struct
 from jaxrl_reason.envs.core import TokenEnv
 from jaxrl_reason.envs.tasks.base import extract_answer, response_window
 from jaxrl_reason.models.flops import forward_flops_per_token
+from jaxrl_reason.search.config import verifier_allowed
 from jaxrl_reason.search.mcts import _last, mcts_policy
 from jaxrl_reason.types import Array, EnvState, Params, PRNGKey
 
@@ -524,17 +525,3 @@ def decode(
     if method in ("lookahead", "mcts"):
         method_kwargs = {**method_kwargs, "use_reward": verifier_allowed(env, method_kwargs.get("use_reward"))}
     return _METHODS[method](model, params, env, states, key, **method_kwargs)
-
-
-def verifier_allowed(env: TokenEnv, use_reward: bool | None = None) -> bool:
-    """Whether test-time search may read `env`'s reward: ``use_reward`` as asked (None: whenever allowed).
-    Raises ValueError when asked on a task whose reward compares with a stored answer."""
-    needs_answer = bool(getattr(env.spec, "reward_needs_answer", True))
-    if use_reward is None:
-        return not needs_answer
-    if use_reward and needs_answer:
-        raise ValueError(
-            f"{env.spec.env_id}'s reward compares with the stored answer: test-time search must not read it "
-            "(use_reward=False; finished responses are then judged by the value head)"
-        )
-    return bool(use_reward)

@@ -185,3 +185,78 @@ def test_bad_arguments_and_the_answer_oracle_raise():
         jr.step_mcts_policy(model, params, addition, states, jax.random.key(0), prior="max", **kw)
     with pytest.raises(ValueError, match="step_ids"):
         jr.step_mcts_policy(UNIFORM, UNIFORM.init(None), ENV, _batch(ENV, 1), jax.random.key(0), **kw)
+
+
+decode = jax.jit(
+    jr.decode,
+    static_argnums=(0, 2),
+    static_argnames=(
+        "method",
+        "num_simulations",
+        "num_candidates",
+        "max_step_length",
+        "max_depth",
+        "step_ids",
+        "candidate_temperature",
+        "use_reward",
+    ),
+)
+
+
+def test_decode_counts_every_sampled_and_evaluated_token_and_its_flops():
+    # zero logits at temperature 0: every candidate is the first legal token's step ("a," then "<eos>")
+    kw = dict(num_simulations=1, num_candidates=4, max_step_length=2, step_ids=STEP_IDS, candidate_temperature=0.0)
+    out = decode(UNIFORM, UNIFORM.init(None), ENV, _batch(ENV, 2), jax.random.key(0), method="step_mcts", **kw)
+    np.testing.assert_array_equal(out.tokens[:, 1:4], [[A, COMMA, EOS]] * 2)
+    assert out.with_verifier and (np.asarray(out.returns) == 0).all()
+    # search 1: root 4 x "a," (8) + expand "a," (2) + its 4 x "<eos>" (4); search 2: 4 x "<eos>" (4) + expand (1)
+    np.testing.assert_array_equal(out.tokens_generated, [19, 19])
+    # network rows: search 1 one sampling call x 4 candidates + one 2-token expansion, search 2 the expansion
+    f = lambda k: jr.models.forward_flops_per_token(UNIFORM.config, k)  # noqa: E731
+    seq, keys = 6, 6 + 4 * 2 + 2  # prefix, path (max_depth 4 x 2), own step
+    np.testing.assert_allclose(out.flops, 2 * (seq * f(seq) + f(seq)) + 8 * f(keys), rtol=1e-6)
+
+
+def test_decode_finds_the_good_path_and_is_blind_where_it_must_be():
+    states = _batch(ENV, 4)
+    kw = dict(num_simulations=64, num_candidates=16, max_step_length=2, max_depth=3, step_ids=STEP_IDS)
+    out = decode(UNIFORM, UNIFORM.init(None), ENV, states, jax.random.key(0), method="step_mcts", **kw)
+    assert out.with_verifier and (np.asarray(out.returns) == 1).all()  # greedy (argmax "a") never can
+    oracle = Letters(reward_needs_answer=True)  # the same task, but its reward would be an answer oracle
+    blind = decode(UNIFORM, UNIFORM.init(None), oracle, states, jax.random.key(0), method="step_mcts", **kw)
+    assert not blind.with_verifier and (np.asarray(blind.returns) < 1).any()
+    with pytest.raises(ValueError, match="stored answer"):
+        jr.decode(UNIFORM, UNIFORM.init(None), oracle, states, jax.random.key(0), method="step_mcts", use_reward=True)
+
+
+def _countdown_positions(env, problems):
+    """States with each problem's demonstration fully written (reasoning, marker, answer) but not ended.
+
+    Built directly: a reasoning task's live state is its tokens (the legal mask is fixed, no reward yet)."""
+    rows = []
+    for d in problems:
+        state = env.init_from_problem(env.problem_from_dict(d))
+        demo = env.tokenizer.encode(env.demonstration(d))
+        n = int(state.length)
+        tokens = state.tokens.at[n : n + len(demo)].set(jnp.asarray(demo, jnp.int32))
+        rows.append(state.replace(tokens=tokens, length=jnp.int32(n + len(demo))))
+    return jax.tree.map(lambda *x: jnp.stack(x), *rows)
+
+
+def test_countdown_with_its_verifier_finds_solutions_the_greedy_policy_misses():
+    # untrained policy and value; each position holds a correct answer not yet ended: only "<eos>" is right
+    env = jr.make("countdown-v0", num_numbers=3)
+    spec = env.spec
+    model = ToyAttention(
+        ToyConfig(num_actions=spec.num_actions, vocab_size=spec.vocab_size, max_length=spec.max_length)
+    )
+    params = model.init(jax.random.key(0))
+    keys = jax.random.split(jax.random.key(3), 8)
+    states = _countdown_positions(env, [env.problem_to_dict(env.sample_problem(k)) for k in keys])
+    out = search(model, params, env, states, jax.random.key(1), num_simulations=8, num_candidates=128,
+                 max_step_length=3, max_depth=1)  # fmt: skip
+    final, rewards = jr.search.play_step(env, states, out.step_tokens, out.step_length)
+    assert final.done.all() and (np.asarray(rewards[:, 0]) == 1).all()
+    logits, _ = model.apply(params, states.tokens)
+    greedy = jnp.argmax(jnp.where(states.legal_action_mask, logits[jnp.arange(8), states.length - 1], -jnp.inf), -1)
+    assert (np.asarray(greedy) != spec.eos_id).any()  # greedy writes on past the answer in some

@@ -164,33 +164,36 @@ def sample_steps(
     def advance(walk, logits, key, i):  # draw token i of every live candidate and play it
         state, tokens, log_p, length, active = walk
         token, lp = _draw(key, state, logits, active, temperature, pad)
-        nxt = _where_rows(active, jax.vmap(env.step)(state, token), state)
+        # Sampling needs the legal masks and the ends, not the rewards: dropping them lets XLA drop the verifier.
+        nxt = _where_rows(active, jax.vmap(env.step)(state, token).replace(rewards=state.rewards), state)
         ends = jnp.isin(token, ids) | nxt.done
         return nxt, tokens.at[:, i].set(token), log_p + lp, length + active, active & ~ends
+
+    def evaluate(i, walk, logits, own_k, own_v):  # token i-1 against the prefix, the path and the step so far
+        own = (own_k, own_v, jnp.broadcast_to(jnp.arange(size)[None] < (i - 1), (rows, size)))
+        pos = jnp.minimum(start + i - 1, max_pos)[:, None]
+        out, _, (k, v) = model.extend(params, walk[1][:, i - 1, None], pos, context=(*segs, own))
+        own_k = jax.lax.dynamic_update_index_in_dim(own_k, k[:, :, 0].astype(own_k.dtype), i - 1, axis=2)
+        own_v = jax.lax.dynamic_update_index_in_dim(own_v, v[:, :, 0].astype(own_v.dtype), i - 1, axis=2)
+        return out[:, 0].astype(logits.dtype), own_k, own_v
 
     def cond(carry):
         return (carry[0] < size) & carry[1][4].any()
 
-    def body(carry):
-        i, walk, own_k, own_v, key = carry
+    def body(carry):  # one env.step and one network call in the loop: each is compiled once
+        i, walk, logits, own_k, own_v, key = carry
         key, sub = jax.random.split(key)
-        prev = walk[1][:, i - 1]  # evaluate token i-1 against the prefix, the path and the step so far
-        own = (own_k, own_v, jnp.broadcast_to(jnp.arange(size)[None] < (i - 1), (rows, size)))
-        pos = jnp.minimum(start + i - 1, max_pos)[:, None]
-        out, _, (k, v) = model.extend(params, prev[:, None], pos, context=(*segs, own))
-        own_k = jax.lax.dynamic_update_index_in_dim(own_k, k[:, :, 0].astype(own_k.dtype), i - 1, axis=2)
-        own_v = jax.lax.dynamic_update_index_in_dim(own_v, v[:, :, 0].astype(own_v.dtype), i - 1, axis=2)
-        return i + 1, advance(walk, out[:, 0], sub, i), own_k, own_v, key
+        logits, own_k, own_v = jax.lax.cond(i > 0, evaluate, lambda _, __, *rest: rest, i, walk, logits, own_k, own_v)
+        return i + 1, advance(walk, logits, sub, i), logits, own_k, own_v, key
 
-    key, sub = jax.random.split(key)
     walk = (state, jnp.full((rows, size), pad, jnp.int32), jnp.zeros((rows,)), jnp.zeros((rows,), jnp.int32))
-    walk = advance((*walk, ~state.done), logits, sub, 0)
     path_k = segs[1][0]  # [layers, rows, P, G, Dh]: the own-step buffer is derived from it (not a constant)
     zero = jnp.broadcast_to(path_k[:, :, :1] * 0, (path_k.shape[0], rows, size, *path_k.shape[3:]))
-    i, walk, _, _, _ = jax.lax.while_loop(cond, body, (jnp.int32(1), walk, zero, zero, key))
+    init = (jnp.int32(0), (*walk, ~state.done), logits.astype(jnp.float32), zero, zero, key)
+    i, walk, _, _, _, _ = jax.lax.while_loop(cond, body, init)
     _, tokens, log_p, length, _ = walk
     steps = tokens.reshape(batch, num, size)
-    return steps, length.reshape(batch, num), log_p.reshape(batch, num), i - 1
+    return steps, length.reshape(batch, num), log_p.reshape(batch, num), jnp.maximum(i - 1, 0)
 
 
 def merge_candidates(steps: Array, lengths: Array, log_p: Array, prior: str = "logprob") -> tuple[Array, Array]:

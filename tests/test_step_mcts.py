@@ -247,9 +247,8 @@ def test_countdown_with_its_verifier_finds_solutions_the_greedy_policy_misses():
     # untrained policy and value; each position holds a correct answer not yet ended: only "<eos>" is right
     env = jr.make("countdown-v0", num_numbers=3)
     spec = env.spec
-    model = ToyAttention(
-        ToyConfig(num_actions=spec.num_actions, vocab_size=spec.vocab_size, max_length=spec.max_length)
-    )
+    model = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(spec, d_model=32, num_heads=2, num_layers=1,
+                                                                   mlp_dim=64))  # fmt: skip
     params = model.init(jax.random.key(0))
     keys = jax.random.split(jax.random.key(3), 8)
     states = _countdown_positions(env, [env.problem_to_dict(env.sample_problem(k)) for k in keys])

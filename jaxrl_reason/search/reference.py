@@ -1,10 +1,14 @@
-"""The plain way to search over tokens with mctx: the reference `jr.mcts_policy` is checked against.
+"""The plain way to search with mctx: the references `jr.mcts_policy` and `jr.step_mcts_policy` are checked against.
 
 Full action space (every token is an action), the env state itself as the node embedding, and a full
 forward of the whole token buffer per evaluation: no top-K slots, no prefix sharing. With ``top_k`` equal
 to the number of actions, :func:`jaxrl_reason.search.mcts_policy` must give the same action weights and
 root value (tested), and ``bench/search.py`` times this as the naive baseline. It shares only the env
 transition (reward, discount) with ``mcts_policy``, nothing of its tree layout.
+
+:func:`dense_step_mcts_policy` is the same for step search: every step of a given list is an action, its
+prior from full forwards token by token, the env state the node embedding (nothing shared with
+``jr.step_mcts_policy``: no sampling, no K/V, no candidate merging).
 """
 
 from __future__ import annotations

@@ -342,41 +342,47 @@ def step_mcts_policy(
         step_ids=tuple(default_step_ids(env) if step_ids is None else step_ids),
         temperature=float(candidate_temperature),
     )
-    batch = states.tokens.shape[0]
-    prefix, logits, value = encode_prefix(model, params, states)
-    value = value.astype(jnp.float32) if value_fn is None else jnp.asarray(value_fn(states), jnp.float32)
-    zero = _path_kv_zeros(prefix, states.length[0], batch, max_depth * max_step_length)
-    root_len = jnp.zeros((batch,), jnp.int32)
     key, sub = jax.random.split(key)
-    steps, lengths, log_p, evals = sample_steps(
-        model,
-        params,
-        env,
-        prefix,
-        _path_segment((zero, zero), root_len),
-        states,
-        logits,
-        states.length,
-        sub,
-        **sampling,
+    size = max_depth * max_step_length
+    prefix, root = _root(
+        model, params, env, states, sub, sampling=sampling, value_fn=value_fn, prior=prior, path_size=size
     )
-    valid, prior_logits = merge_candidates(steps, lengths, log_p, prior)
-    node = StepNode(states, steps, lengths, valid, root_len, (zero, zero), jnp.broadcast_to(evals, (batch,)))
-    root = mctx.RootFnOutput(prior_logits=prior_logits, value=jnp.where(states.done, 0.0, value), embedding=node)
     recurrent_fn = _make_recurrent_fn(
         model, env, sampling=sampling, value_fn=value_fn, use_reward=use_reward, prior=prior
     )
     shared = _Shared(params=params, prefix=prefix, root_length=states.length)
-    out = _run_mctx(cfg, shared, key, root, recurrent_fn, ~valid, qtransform)
-    rows = jnp.arange(batch)
+    out = _run_mctx(cfg, shared, key, root, recurrent_fn, ~root.embedding.valid, qtransform)
+    return _output(out, root.embedding)
+
+
+def _root(model, params, env, states, key, *, sampling: dict, value_fn, prior: str, path_size: int):
+    """The prefix's K/V segment (encoded once per search) and mctx's root: its candidates, prior and value."""
+    batch = states.tokens.shape[0]
+    prefix, logits, value = encode_prefix(model, params, states)
+    value = value.astype(jnp.float32) if value_fn is None else jnp.asarray(value_fn(states), jnp.float32)
+    zero = _path_kv_zeros(prefix, states.length[0], batch, path_size)
+    root_len = jnp.zeros((batch,), jnp.int32)
+    path = _path_segment((zero, zero), root_len)
+    steps, lengths, log_p, evals = sample_steps(
+        model, params, env, prefix, path, states, logits, states.length, key, **sampling
+    )
+    valid, prior_logits = merge_candidates(steps, lengths, log_p, prior)
+    node = StepNode(states, steps, lengths, valid, root_len, (zero, zero), jnp.broadcast_to(evals, (batch,)))
+    return prefix, mctx.RootFnOutput(
+        prior_logits=prior_logits, value=jnp.where(states.done, 0.0, value), embedding=node
+    )
+
+
+def _output(out, root: StepNode) -> StepSearchOutput:
+    rows = jnp.arange(root.steps.shape[0])
     return StepSearchOutput(
         action=out.action.astype(jnp.int32),
-        step_tokens=steps[rows, out.action],
-        step_length=lengths[rows, out.action],
-        action_weights=jnp.where(valid, out.action_weights, 0.0),
-        candidates=steps,
-        candidate_lengths=lengths,
-        candidate_valid=valid,
+        step_tokens=root.steps[rows, out.action],
+        step_length=root.step_length[rows, out.action],
+        action_weights=jnp.where(root.valid, out.action_weights, 0.0),
+        candidates=root.steps,
+        candidate_lengths=root.step_length,
+        candidate_valid=root.valid,
         root_value=out.search_tree.node_values[:, 0],
         search_tree=out.search_tree,
     )

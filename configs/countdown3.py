@@ -24,6 +24,6 @@ def get_config():
     c.sft.bucket_widths = (80, 144)
     c.optim.learning_rate = 1e-3
     c.eval.num_problems = 500
-    c.checkpoint_every = 500
-    c.eval_every = 500
+    c.checkpoint_every = 1000
+    c.eval_every = 1000
     return c

@@ -99,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
     # problems at rl.temperature, keep those the verifier accepts, imitate them for rl.updates_per_batch steps.
     c.star = ml_collections.ConfigDict()
     c.star.max_per_problem = 0  # at most this many accepted responses per problem; 0 = all (ReST-EM)
+    # > 0: the value head also learns, on every sampled response (accepted or not), to predict its final
+    # reward at each of its states (an outcome reward model, ORM), weighted by this. Blind test-time search
+    # (best-of-N by ORM, MCTS without the verifier) then has a value to go by; 0 = the policy alone.
+    c.star.value_weight = 0.0
 
     # Warm start from another run: a fresh run (no checkpoint in its workdir yet) takes its params from
     # that run's checkpoint, e.g. RL from an SFT run. The model config must be the same; the optimizer,
@@ -405,6 +409,7 @@ _DOMAINS = {
     "rl.clip_eps_high": _CLIP_OR_SAME,
     "rl.oversample": _AT_LEAST_ONE,
     "star.max_per_problem": _NON_NEGATIVE,
+    "star.value_weight": _NON_NEGATIVE,
     "init.step": _STEP_OR_LATEST,
     "distill.temperature": _POSITIVE,
     "distill.samples_per_problem": _POSITIVE,

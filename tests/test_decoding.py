@@ -48,6 +48,33 @@ def _repeat(tree, n):
     return jax.tree.map(lambda x: jnp.repeat(x, n, axis=0), tree)
 
 
+class CheckableEcho(Echo):
+    """Toy task whose check needs only the response (like countdown's): any non-empty answer is accepted."""
+
+    reward_needs_answer = False
+
+    def _check_answer(self, problem, answer, n):
+        return n >= 1
+
+    def _check_answer_text(self, d, answer):
+        return len(answer) >= 1
+
+
+def test_best_of_n_by_the_verifier_picks_the_first_accepted_sample_and_says_so():
+    n, states, key, env = 4, _echo_states([1, 5, 2, 9]), jax.random.key(5), CheckableEcho()
+    res = decode(MODEL, PARAMS, env, states, key, method="best_of_n", n=n, selection="verifier")
+    cands = decode(MODEL, PARAMS, env, _repeat(states, n), key, method="sample")  # the same samples
+    rewards = np.asarray(cands.returns).reshape(4, n)
+    assert 0 < (rewards.max(1) == 1).sum() < 4  # some problems have an accepted sample, some none
+    np.testing.assert_array_equal(res.scores, rewards)
+    pick = np.argmax(rewards, axis=1) + np.arange(4) * n  # first accepted one (argmax takes the first)
+    np.testing.assert_array_equal(res.tokens, cands.tokens[pick])
+    np.testing.assert_array_equal(np.asarray(res.returns).reshape(4), rewards.max(1))
+    assert res.with_verifier and not decode(MODEL, PARAMS, env, states, key, method="best_of_n", n=2).with_verifier
+    with pytest.raises(ValueError, match="stored answer"):
+        jr.decode(MODEL, PARAMS, ECHO, states, key, method="best_of_n", n=2, selection="verifier")
+
+
 def test_greedy_matches_a_full_forward_loop_and_counts_compute():
     states = _echo_states([3, 7])
     res = decode(MODEL, PARAMS, ECHO, states, jax.random.key(0), method="greedy")

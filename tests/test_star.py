@@ -69,3 +69,16 @@ def test_star_loss_is_zero_without_accepted_responses():
     assert np.isfinite(np.asarray(g)).all() and not np.asarray(g).any()
     with pytest.raises(ValueError, match="accepted"):
         star_loss(_LOGITS, _TOKENS, _PROMPT, _LENGTH, jnp.ones(2, bool))
+
+
+def test_outcome_value_loss_golden():
+    from jaxrl_reason.algorithms.star import outcome_value_loss
+
+    values = jnp.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.9, 0.8, 0.7, 0.6, 0.5]])
+    prompt_length, length = jnp.array([2, 1]), jnp.array([4, 3])
+    rewards = jnp.array([1.0, 0.0])
+    # row 0: states 1..3 (the last prompt token to the final state) against 1; row 1: states 0..2 against 0
+    want = ((0.8**2 + 0.7**2 + 0.6**2) + (0.9**2 + 0.8**2 + 0.7**2)) / 6
+    loss, metrics = outcome_value_loss(values, prompt_length, length, rewards)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    assert float(metrics["value_loss"]) == float(loss)

@@ -71,3 +71,35 @@ def test_a_thinking_budget_cuts_responses_at_that_many_tokens():
         assert "the model reads at most" in str(e)
     else:
         raise AssertionError("a budget beyond the model's length must be refused")
+
+
+def test_star_with_a_value_weight_fits_the_value_head_to_the_rewards_of_all_samples(tmp_path):
+    from jaxrl_reason.algorithms.star import outcome_value_loss
+
+    config = _star_config(total_steps=8, sft__steps=4, checkpoint_every=8, eval_every=8)
+    config.star.value_weight = 1.0
+    config.optim.learning_rate, config.rl.learning_rate = 3e-3, 3e-3
+    env = make(config.env_id, **dict(config.env_kwargs))
+    model, tx = build_model(config, env), build_optimizer(config)
+    fns = make_train_fns(config, env, model, tx)
+    state = init_state(config, env, model, tx, mesh=fns.mesh)
+    state = state.replace(step=state.step + 4)  # the RL phase
+    state, _ = fns.collect(state)
+    buf = jax.device_get(state.buffer)
+    # the stored reward is the verifier's, for every sample (accepted or not)
+    tok = env.tokenizer
+    for i in range(buf["tokens"].shape[0]):
+        p0, n = int(buf["prompt_length"][i]), int(buf["length"][i])
+        a, b = (int(x) for x in tok.decode([int(t) for t in buf["tokens"][i, 1:p0]]).rstrip("=").split("+"))
+        response = tok.decode([int(t) for t in buf["tokens"][i, p0:n]]).split(tok.eos)[0]
+        assert buf["reward"][i] == env.score_text({"a": a, "b": b}, response)
+
+    def value_loss(params):
+        _, values = model.apply(params, state.buffer["tokens"])
+        b = state.buffer
+        return float(outcome_value_loss(values, b["prompt_length"], b["length"], b["reward"])[0])
+
+    before = value_loss(state.params)
+    for _ in range(4):
+        state, metrics = fns.update(state)
+    assert "value_loss" in metrics and value_loss(state.params) < 0.5 * before

@@ -83,3 +83,21 @@ def star_loss(logits: Array, tokens: Array, prompt_length: Array, length: Array,
     """
     loss, metrics = sft_loss(logits, tokens, prompt_length, _imitated_length(prompt_length, length, accepted))
     return loss, {**metrics, "num_accepted": accepted.sum()}
+
+
+def outcome_value_loss(values: Array, prompt_length: Array, length: Array, rewards: Array) -> tuple[Array, dict]:
+    """Squared error of the value at every state of each response, from the last prompt token to the final
+    state, to that response's final reward (an outcome reward model trained on the policy's own samples).
+
+    Args:
+      values: ``[B, L]`` value predictions of a full forward (position ``t`` = the state after token ``t``).
+      prompt_length, length: ``[B]`` int32.
+      rewards: ``[B]`` float, the verifier's reward of each response.
+    Returns:
+      ``(loss, {"value_loss": loss})``, the mean over all those states of the batch.
+    """
+    idx = jnp.arange(values.shape[1])[None]
+    mask = (idx >= prompt_length[:, None] - 1) & (idx < length[:, None])
+    err = (values.astype(jnp.float32) - rewards[:, None].astype(jnp.float32)) ** 2
+    loss = (err * mask).sum() / jnp.maximum(mask.sum(), 1)
+    return loss, {"value_loss": loss}

@@ -30,7 +30,7 @@ from jaxrl_reason.models.prm import PolicyWithPRM
 from jaxrl_reason.problems import heldout_problems, initial_states, padded_chunks
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.prm_io import load_prm
-from jaxrl_reason.search.decoding import decode, value_prm
+from jaxrl_reason.search.decoding import decode, value_prm, verifier_allowed
 
 COLUMNS = (
     "method",
@@ -58,6 +58,7 @@ def sweep_specs(
     step_beam_widths=DEFAULT_STEP_BEAM_WIDTHS,
     lookahead=DEFAULT_LOOKAHEAD,
     with_prm: bool = False,
+    with_verifier: bool = False,
     mcts_algorithm: str = "gumbel",
     mcts_gumbel_scale: float = 0.0,
     mcts_rescale_values: bool | None = None,
@@ -68,10 +69,11 @@ def sweep_specs(
 ):
     """The list of ``(method, selection, budget, decode kwargs)`` a sweep runs (step-level beams and step
     MCTS only with a ``step_id``, i.e. on one-player tasks with a tokenizer; step MCTS ends steps at the
-    tokenizer's separators and answer marker, ``jr.search.default_step_ids``)."""
+    tokenizer's separators and answer marker, ``jr.search.default_step_ids``; best-of-N picked by the verifier
+    only ``with_verifier``, for tasks that allow it)."""
     specs = [("greedy", "", 1, {})]
     for n in best_of_n:
-        for sel in ("majority", "orm") + (("prm",) if with_prm else ()):
+        for sel in ("majority", "orm") + (("prm",) if with_prm else ()) + (("verifier",) if with_verifier else ()):
             specs.append(("best_of_n", sel, n, {"n": n, "selection": sel}))
     for w in beam_widths:
         specs.append(("beam", "prm" if with_prm else "value", w, {"beam_width": w, "expand": w}))
@@ -174,6 +176,7 @@ def sweep(
     if spec_kwargs.get("mcts_rescale_values") is None:
         spec_kwargs["mcts_rescale_values"] = agent.search.rescale_values  # search as the run searched in self-play
     specs = [("greedy", "thinking", b, {}) for b in thinking_budgets]
+    spec_kwargs.setdefault("with_verifier", verifier_allowed(agent.env))
     specs += sweep_specs(with_prm=prm is not None, **spec_kwargs)
     for method, selection, budget, kwargs in specs:
         env = thinking_budget_env(agent, budget) if selection == "thinking" else None

@@ -6,11 +6,12 @@ Methods (``method_kwargs`` in brackets):
 
 * ``"greedy"``: argmax of the policy at every token.
 * ``"sample"`` [``temperature=1.0``]: sample the policy.
-* ``"best_of_n"`` [``n``, ``selection="majority"|"orm"|"prm"``, ``temperature``, ``prm_fn``,
+* ``"best_of_n"`` [``n``, ``selection="majority"|"orm"|"prm"|"verifier"``, ``temperature``, ``prm_fn``,
   ``prm_reduce="min"|"product"``, ``answer_id``]: n samples per problem, then pick one by majority
   vote over the extracted answers (token spans after the answer marker, compared as token arrays),
-  by the value head at the final state (ORM), or by a process reward over every prefix (PRM: min or
-  product; default PRM = the value head mapped to [0, 1]).
+  by the value head at the final state (ORM), by a process reward over every prefix (PRM: min or
+  product; default PRM = the value head mapped to [0, 1]), or by the task's verifier (the first sample it
+  accepts: only on tasks whose check needs no stored answer, e.g. countdown; ``with_verifier`` is set).
 * ``"beam"`` [``beam_width``, ``expand``, ``step_id``, ``temperature``]: beam search. Token level (no
   ``step_id``): each beam proposes its ``expand`` most probable legal tokens; candidates are scored by
   the value head; the best ``beam_width`` survive. Step level (``step_id`` = the token that ends a
@@ -242,8 +243,10 @@ def _best_of_n(
     prm_reduce: str = "min",
     answer_id: int | None = None,
 ):
-    if selection not in ("majority", "orm", "prm"):
-        raise ValueError(f"selection must be 'majority', 'orm' or 'prm', got {selection!r}")
+    if selection not in ("majority", "orm", "prm", "verifier"):
+        raise ValueError(f"selection must be 'majority', 'orm', 'prm' or 'verifier', got {selection!r}")
+    if selection == "verifier":
+        verifier_allowed(env, True)  # raises on an answer oracle
     if prm_reduce not in ("min", "product"):
         raise ValueError(f"prm_reduce must be 'min' or 'product', got {prm_reduce!r}")
     batch = states.length.shape[0]
@@ -258,6 +261,8 @@ def _best_of_n(
         if answer_id is None:
             raise ValueError("selection='majority' needs answer_id= (the env has no tokenizer.answer_id)")
         scores = majority_scores(env, final, n, answer_id=answer_id)
+    elif selection == "verifier":
+        scores = returns.reshape(batch, n)
     elif selection == "orm":
         _, value = _value_at_end(model, params, final)
         scores = value.reshape(batch, n)
@@ -278,7 +283,9 @@ def _best_of_n(
     chosen = jnp.arange(batch) * n + pick
     take = functools.partial(jax.tree.map, lambda x: x[chosen])
     per_row = lambda x: x.reshape(batch, n).sum(1)  # noqa: E731
-    return _result(take(final), returns[chosen], per_row(gen), per_row(spent), scores)
+    return _result(
+        take(final), returns[chosen], per_row(gen), per_row(spent), scores, with_verifier=selection == "verifier"
+    )
 
 
 def _beam(

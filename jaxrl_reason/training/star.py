@@ -5,14 +5,16 @@ accepts, imitate it.
   at ``rl.temperature``; the accepted ones (reward 1; at most ``star.max_per_problem`` per problem, 0 = all)
   are marked in the stored batch.
 * ``update``: cross-entropy on the accepted responses' tokens (:func:`jaxrl_reason.algorithms.star.star_loss`),
-  ``rl.updates_per_batch`` steps per batch. A batch with no accepted response leaves the params unchanged.
+  ``rl.updates_per_batch`` steps per batch. With ``star.value_weight > 0`` the value head also regresses, on
+  every sampled response, to its reward (:func:`jaxrl_reason.algorithms.star.outcome_value_loss`). A batch with
+  no accepted response (and no value loss) leaves the params unchanged.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxrl_reason.algorithms.star import accepted_mask, star_loss
+from jaxrl_reason.algorithms.star import accepted_mask, outcome_value_loss, star_loss
 from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.training.policy_gradient import sample_groups
 
@@ -20,12 +22,15 @@ from jaxrl_reason.training.policy_gradient import sample_groups
 def buffer(config, spec) -> dict:
     """Zeros of the stored batch: ``num_problems * group_size`` responses and which are accepted."""
     b = config.rl.num_problems * config.rl.group_size
-    return {
+    out = {
         "tokens": jnp.zeros((b, spec.max_length), jnp.int32),
         "prompt_length": jnp.ones((b,), jnp.int32),
         "length": jnp.ones((b,), jnp.int32),
         "accepted": jnp.zeros((b,), bool),
     }
+    if config.star.value_weight > 0:  # only then, so runs without it keep their checkpoint layout
+        out["reward"] = jnp.zeros((b,), jnp.float32)
+    return out
 
 
 def build(ctx):
@@ -34,6 +39,7 @@ def build(ctx):
     rl = config.rl
     n, g = rl.num_problems, rl.group_size
     cap = int(config.star.max_per_problem) or None
+    value_weight = float(config.star.value_weight)
 
     def collect(state):
         traj = sample_groups(ctx, state, n)  # the GRPO sampling step (log-probs unused here)
@@ -45,6 +51,8 @@ def build(ctx):
             "length": traj.final_state.length.astype(jnp.int32),
             "accepted": accepted,
         }
+        if value_weight > 0:
+            batch["reward"] = rewards.astype(jnp.float32)
         solved = (rewards == 1.0).reshape(n, g).any(1)
         metrics = {
             "rl_accuracy": (rewards == 1.0).mean(),
@@ -58,10 +66,21 @@ def build(ctx):
         batch = state.buffer
 
         def loss_fn(params):
-            logits, _ = model.apply(params, batch["tokens"])
-            return star_loss(logits, batch["tokens"], batch["prompt_length"], batch["length"], batch["accepted"])
+            logits, values = model.apply(params, batch["tokens"])
+            loss, metrics = star_loss(
+                logits, batch["tokens"], batch["prompt_length"], batch["length"], batch["accepted"]
+            )
+            if value_weight > 0:
+                v_loss, v_metrics = outcome_value_loss(values, batch["prompt_length"], batch["length"], batch["reward"])
+                loss, metrics = (
+                    loss + value_weight * v_loss,
+                    {**metrics, **v_metrics, "loss": loss + value_weight * v_loss},
+                )
+            return loss, metrics
 
         new, metrics = ctx.apply_grads(state, loss_fn)
+        if value_weight > 0:  # the value head learns from every batch
+            return new, metrics
         # nothing accepted: no step at all (AdamW's momentum and weight decay would still move the params)
         skipped = state.replace(step=state.step + 1)
         return tree_select(batch["accepted"].any(), new, skipped), metrics

@@ -9,7 +9,10 @@ Measured side by side in one run (simulations/s = B * num_simulations / seconds 
     per simulation, the EnvState in the tree;
   * (b) per-node Python MCTS (PUCT), one node at a time, same network (a jitted [1, L] forward);
   * ours at prompt length 256 vs 32 (cost per simulation should not grow with the prompt);
-  * the search tree's memory at vocabulary 32,000, B=64, 64 simulations (jax.eval_shape of the search).
+  * the search tree's memory at vocabulary 32,000, B=64, 64 simulations (jax.eval_shape of the search);
+  * ``--only step``: jr.step_mcts_policy on countdown (3 numbers) against a per-node Python step MCTS (PUCT over
+    sampled steps, one node at a time: its C candidates sampled together, one jitted [C, L] forward per token,
+    the way published step-search code runs), simulations/s and generated tokens/s.
 """
 
 from __future__ import annotations
@@ -169,6 +172,114 @@ def python_mcts(model, params, env, state, *, num_simulations, c_puct=1.25):
     return nodes[0]["N"]
 
 
+def python_step_mcts(model, params, env, state, key, *, num_simulations, num_candidates, max_step_length, c_puct=1.25):
+    """Per-node step MCTS in Python (PUCT): expanding a node samples its C steps together, one jitted [C, L]
+    forward per token (no KV cache across nodes); prior = the distinct steps' probabilities, leaf = value head,
+    a finished response = the verifier's reward. Returns (root visit counts, tokens generated)."""
+    forward = jax.jit(lambda p, t: model.apply(p, t))
+    step = jax.jit(jax.vmap(env.step))
+    ids = np.asarray(jr.search.default_step_ids(env))
+    generated = 0
+
+    def expand(s, key):
+        nonlocal generated
+        rows = jax.tree.map(lambda x: jnp.repeat(x[None], num_candidates, 0), s)
+        live, toks, logp = ~np.asarray(rows.done), [], np.zeros(num_candidates)
+        for _ in range(max_step_length):
+            if not live.any():
+                break
+            logits, values = forward(params, rows.tokens)
+            i = np.asarray(rows.length) - 1
+            lg = np.where(np.asarray(rows.legal_action_mask), np.asarray(logits)[np.arange(num_candidates), i], -np.inf)
+            key, sub = jax.random.split(key)
+            t = np.asarray(jax.random.categorical(sub, jnp.asarray(lg)))
+            logp += np.where(live, lg[np.arange(num_candidates), t] - np.logaddexp.reduce(lg, axis=1), 0.0)
+            nxt = step(rows, jnp.asarray(np.where(live, t, env.spec.pad_id), jnp.int32))
+            rows = jax.tree.map(lambda a, b: jnp.where(live.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), nxt, rows)
+            generated += int(live.sum())
+            toks.append(np.where(live, t, -1))
+            live = live & ~np.isin(t, ids) & ~np.asarray(nxt.done)
+        children, seen = {}, set()
+        for c in range(num_candidates):
+            sig = tuple(int(x[c]) for x in toks if x[c] >= 0)
+            if sig not in seen:
+                seen.add(sig)
+                children[len(children)] = (jax.tree.map(lambda x, c=c: x[c], rows), logp[c])
+        p = np.exp(np.array([lp for _, lp in children.values()]))
+        return [st for st, _ in children.values()], p / p.sum(), key
+
+    def leaf(s):
+        _, values = forward(params, s.tokens[None])
+        return float(s.rewards[0]) if bool(s.done) else float(values[0, int(s.length) - 1])
+
+    states, prior, key = expand(state, key)
+    root = {"states": states, "prior": prior, "N": np.zeros(len(prior)), "W": np.zeros(len(prior)), "kids": {}}
+    for _ in range(num_simulations):
+        path, node = [], root
+        while True:
+            n = node["N"]
+            q = np.where(n > 0, node["W"] / np.maximum(n, 1), 0.0)
+            a = int(np.argmax(q + c_puct * node["prior"] * math.sqrt(n.sum() + 1) / (1 + n)))
+            path.append((node, a))
+            if a not in node["kids"]:
+                break
+            node = node["kids"][a]
+        child = node["states"][a]
+        g = leaf(child)
+        if not bool(child.done):
+            states, prior, key = expand(child, key)
+            node["kids"][a] = {
+                "states": states,
+                "prior": prior,
+                "N": np.zeros(len(prior)),
+                "W": np.zeros(len(prior)),
+                "kids": {},
+            }
+        for nd, act in path:
+            nd["N"][act] += 1
+            nd["W"][act] += g
+    return root["N"], generated
+
+
+def step_bench(res, model_fn, batch, sims, args, key) -> dict:
+    """jr.step_mcts_policy vs python_step_mcts on countdown (3 numbers), the tiny preset."""
+    from jaxrl_reason.search.decoding import step_search_cost
+
+    env = jr.make("countdown-v0", num_numbers=3)
+    model = model_fn(env)
+    params = model.init(key)
+    states = _states(env, batch, key)
+    cand, size, depth = args.candidates, args.step_length, 3
+    kw = dict(num_simulations=sims, num_candidates=cand, max_step_length=size, max_depth=depth)
+    fn = jax.jit(functools.partial(jr.step_mcts_policy, model, env=env, **kw))
+    out = jax.block_until_ready(fn(params=params, states=states, key=key))
+    sampled, evaluated, _ = step_search_cost(out.search_tree, num_candidates=cand, max_step_length=size)
+    secs = _time(
+        lambda p, s, k: fn(params=p, states=s, key=k).action_weights, params, states, key, repeats=args.repeats
+    )
+    ours = batch * sims / secs
+    tokens = float(np.asarray(sampled + evaluated).sum()) / secs
+    py_sims, py_roots = (8, 1) if args.quick else (16, 2)
+    one = jax.tree.map(lambda x: x[0], states)
+    python_step_mcts(model, params, env, one, key, num_simulations=2, num_candidates=cand, max_step_length=size)
+    t, py_tokens = time.perf_counter(), 0
+    for i in range(py_roots):
+        root = jax.tree.map(lambda x, i=i: x[i], states)
+        _, gen = python_step_mcts(model, params, env, root, key, num_simulations=py_sims, num_candidates=cand,
+                                  max_step_length=size)  # fmt: skip
+        py_tokens += gen
+    py_secs = time.perf_counter() - t
+    res.update(env="countdown-v0 (3 numbers)", num_candidates=cand, max_step_length=size, max_depth=depth)
+    res["step_ours_sims_per_s"] = round(ours, 1)
+    res["step_ours_tokens_per_s"] = round(tokens, 1)
+    res["step_python_per_node_sims_per_s"] = round(py_roots * py_sims / py_secs, 2)
+    res["step_python_per_node_tokens_per_s"] = round(py_tokens / py_secs, 1)
+    res["step_speedup_vs_python_sims"] = round(ours / (py_roots * py_sims / py_secs), 1)
+    res["step_speedup_vs_python_tokens"] = round(tokens / (py_tokens / py_secs), 1)
+    res["targets"] = {"step_speedup_vs_python_sims": ">= 100"}
+    return res
+
+
 def tree_bytes(tree) -> int:
     return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree)))
 
@@ -181,7 +292,11 @@ def main():
     ap.add_argument("--max-depth", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--num_kv_heads", type=int, default=None, help="K/V heads (default: the preset's)")
-    ap.add_argument("--only", choices=("all", "prompt"), default="all", help="prompt: only the prompt-length ratio")
+    ap.add_argument(
+        "--only", choices=("all", "prompt", "step"), default="all", help="prompt: only the prompt-length ratio"
+    )
+    ap.add_argument("--candidates", type=int, default=8, help="step search: candidates per node")
+    ap.add_argument("--step-length", type=int, default=12, help="step search: max tokens per step")
     args = ap.parse_args()
     batch, sims, depth = args.batch, args.simulations, args.max_depth
     if args.quick:
@@ -198,6 +313,9 @@ def main():
         "preset": "tiny",
     }
     model_fn = functools.partial(_model, num_kv_heads=args.num_kv_heads)
+    if args.only == "step":
+        print(json.dumps(step_bench(res, model_fn, batch, sims, args, key), indent=1))
+        return
     res["num_kv_heads"] = model_fn(RandomTokens(vocab=64, prompt_length=32, response_length=32)).config.num_kv_heads
     best = "kv"
     if args.only == "all":

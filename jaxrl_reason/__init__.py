@@ -37,6 +37,7 @@ _EXPORTS = {
     "EnvSpec": "jaxrl_reason.types",
     "EnvState": "jaxrl_reason.types",
     "SearchOutput": "jaxrl_reason.types",
+    "StepSearchOutput": "jaxrl_reason.types",
     "Trajectory": "jaxrl_reason.types",
     "ConfigError": "jaxrl_reason.config",
     "base_config": "jaxrl_reason.config",
@@ -55,6 +56,7 @@ _EXPORTS = {
     "mcts_policy": "jaxrl_reason.search",
     "random_rollout_value": "jaxrl_reason.search",
     "selfplay": "jaxrl_reason.search",
+    "step_mcts_policy": "jaxrl_reason.search",
     "Agent": "jaxrl_reason.run",
     "CheckpointError": "jaxrl_reason.run",
     "Checkpointer": "jaxrl_reason.run",
@@ -118,6 +120,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         mcts_policy,
         random_rollout_value,
         selfplay,
+        step_mcts_policy,
     )
     from jaxrl_reason.training import TrainState, train  # noqa: F401
-    from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, Trajectory  # noqa: F401
+    from jaxrl_reason.types import EnvSpec, EnvState, SearchOutput, StepSearchOutput, Trajectory  # noqa: F401

@@ -84,6 +84,21 @@ class SearchOutput:
 
 
 @struct.dataclass
+class StepSearchOutput:
+    """What a batched search over reasoning steps returns (leading axis B; C candidates of <= S tokens)."""
+
+    action: Array  # [B] int32: the chosen candidate's slot
+    step_tokens: Array  # [B, S] int32: the chosen step's tokens (pad beyond step_length)
+    step_length: Array  # [B] int32: tokens in the chosen step
+    action_weights: Array  # [B, C] float32: the search policy over the root's candidates (0 on duplicates)
+    candidates: Array  # [B, C, S] int32: the root's sampled candidate steps
+    candidate_lengths: Array  # [B, C] int32
+    candidate_valid: Array  # [B, C] bool: a distinct candidate (False: a duplicate of an earlier slot)
+    root_value: Array  # [B] float32: the search's value estimate at the root
+    search_tree: Any = None  # the underlying mctx tree (C slots per node), for inspection
+
+
+@struct.dataclass
 class Trajectory:
     """A batch of episodes from a rollout or self-play (leading axis B, then step T).
 

@@ -23,6 +23,7 @@ def test_sweep_specs_lists_every_method():
         lookahead=((2, 2),),
         with_prm=True,
         step_id=7,
+        step_mcts_sims=(2,),
     )
     names = [(m, s, b) for m, s, b, _ in specs]
     assert names == [
@@ -35,13 +36,17 @@ def test_sweep_specs_lists_every_method():
         ("lookahead", "depth2", 2),
         ("mcts", "gumbel", 1),
         ("mcts", "gumbel", 4),
+        ("step_mcts", "gumbel", 2),
     ]
     assert specs[5][3] == {"beam_width": 2, "expand": 2, "step_id": 7}
-    assert specs[-1][3] == {"num_simulations": 4, "algorithm": "gumbel", "gumbel_scale": 0.0}
+    assert specs[-2][3] == {"num_simulations": 4, "algorithm": "gumbel", "gumbel_scale": 0.0}
+    kw = {"num_simulations": 2, "num_candidates": 8, "max_step_length": 12, "algorithm": "gumbel", "gumbel_scale": 0.0}
+    assert specs[-1][3] == kw
     no_rescale = sweep_specs(mcts_sims=(4,), best_of_n=(), beam_widths=(), lookahead=(), mcts_rescale_values=False)
     assert no_rescale[-1][3]["rescale_values"] is False
     # no step token (e.g. a game): no step-level beam
     assert all(m != "step_beam" for m, *_ in sweep_specs(step_beam_widths=(2,), step_id=None))
+    assert all(m != "step_mcts" for m, *_ in sweep_specs(step_mcts_sims=(2,), step_id=None))
 
 
 def test_sweep_cli_writes_csv_and_png():

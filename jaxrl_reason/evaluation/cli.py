@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--beam_widths", default="2,4,8", help="sweep: token-level beam widths")
     p.add_argument("--step_beam_widths", default="2,4", help="sweep: step-level (PRM) beam widths")
     p.add_argument("--lookahead", default="2x2,4x2", help="sweep: lookahead WIDTHxDEPTH list")
+    p.add_argument("--step_mcts_sims", default="", help="sweep: step MCTS budgets (one-player tasks; none by default)")
+    p.add_argument("--step_mcts_candidates", type=_positive_int, default=8, help="sweep: step MCTS candidates/node")
+    p.add_argument("--step_mcts_step_length", type=_positive_int, default=12, help="sweep: step MCTS max step tokens")
     p.add_argument("--mcts_algorithm", default="gumbel", choices=("gumbel", "muzero"))
     p.add_argument("--mcts_gumbel_scale", type=float, default=0.0, help="sweep: Gumbel noise (0: deterministic)")
     p.add_argument("--prm_dir", default=None, help="sweep: PRM directory (default <workdir>/prm)")
@@ -79,6 +82,9 @@ def _sweep(args) -> int:
         mcts_algorithm=args.mcts_algorithm,
         mcts_gumbel_scale=args.mcts_gumbel_scale,
         thinking_budgets=_ints(args.thinking_budgets),
+        step_mcts_sims=_ints(args.step_mcts_sims),
+        step_mcts_candidates=args.step_mcts_candidates,
+        step_mcts_step_length=args.step_mcts_step_length,
     )
     print(f"wrote {args.out_dir or args.workdir}/ttc_sweep.csv and ttc_sweep.png")
     return 0

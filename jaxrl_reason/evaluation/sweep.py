@@ -63,9 +63,14 @@ def sweep_specs(
     mcts_gumbel_scale: float = 0.0,
     mcts_rescale_values: bool | None = None,
     step_id: int | None = None,
+    step_mcts_sims=(),
+    step_mcts_candidates: int = 8,
+    step_mcts_step_length: int = 12,
 ):
-    """The list of ``(method, selection, budget, decode kwargs)`` a sweep runs (step-level beams only
-    with a ``step_id``; best-of-N picked by the verifier only ``with_verifier``, for tasks that allow it)."""
+    """The list of ``(method, selection, budget, decode kwargs)`` a sweep runs (step-level beams and step
+    MCTS only with a ``step_id``, i.e. on one-player tasks with a tokenizer; step MCTS ends steps at the
+    tokenizer's separators and answer marker, ``jr.search.default_step_ids``; best-of-N picked by the verifier
+    only ``with_verifier``, for tasks that allow it)."""
     specs = [("greedy", "", 1, {})]
     for n in best_of_n:
         for sel in ("majority", "orm") + (("prm",) if with_prm else ()) + (("verifier",) if with_verifier else ()):
@@ -84,6 +89,14 @@ def sweep_specs(
         if mcts_rescale_values is not None:
             kw["rescale_values"] = mcts_rescale_values
         specs.append(("mcts", mcts_algorithm, s, kw))
+    for s in step_mcts_sims if step_id is not None else ():
+        kw = {"num_simulations": s, "num_candidates": step_mcts_candidates, "max_step_length": step_mcts_step_length}
+        kw["algorithm"] = mcts_algorithm
+        if mcts_algorithm == "gumbel":
+            kw["gumbel_scale"] = mcts_gumbel_scale
+        if mcts_rescale_values is not None:
+            kw["rescale_values"] = mcts_rescale_values
+        specs.append(("step_mcts", mcts_algorithm, s, kw))
     return specs
 
 

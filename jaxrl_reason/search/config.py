@@ -86,3 +86,18 @@ def search_config_from(config, section: str = "selfplay", **overrides: Any) -> S
     if "search" in sec:
         options["algorithm"] = sec["search"]
     return SearchConfig(**options).replace(**overrides)
+
+
+def verifier_allowed(env, use_reward: bool | None = None) -> bool:
+    """Whether test-time search may read `env`'s (a TokenEnv) reward: ``use_reward`` as asked (None: whenever
+    allowed).
+    Raises ValueError when asked on a task whose reward compares with a stored answer."""
+    needs_answer = bool(getattr(env.spec, "reward_needs_answer", True))
+    if use_reward is None:
+        return not needs_answer
+    if use_reward and needs_answer:
+        raise ValueError(
+            f"{env.spec.env_id}'s reward compares with the stored answer: test-time search must not read it "
+            "(use_reward=False; finished responses are then judged by the value head)"
+        )
+    return bool(use_reward)

@@ -22,9 +22,12 @@ Methods (``method_kwargs`` in brackets):
   probable tokens out greedily for ``depth - 1`` more tokens and play the one whose rollout scores best
   (rewards on the way, mover's sign, plus the value head at the end).
 * ``"mcts"`` [any :func:`jr.mcts_policy` keyword, e.g. ``num_simulations``]: a search at every token.
+* ``"step_mcts"`` [any :func:`jr.step_mcts_policy` keyword: ``num_simulations=16``, ``num_candidates=8``,
+  ``max_step_length=8``, ``max_depth``, ``step_ids``, ``value_fn``, ...]: a search over reasoning steps at
+  every step; the chosen step is played whole. One-player tasks.
 
-**The verifier at test time.** ``lookahead`` and ``mcts`` look ahead through ``env.step``, whose reward is
-the task's verifier. On tasks whose reward compares with a stored answer (``env.spec.reward_needs_answer``:
+**The verifier at test time.** ``lookahead``, ``mcts`` and ``step_mcts`` look ahead through ``env.step``, whose
+reward is the task's verifier. On tasks whose reward compares with a stored answer (``env.spec.reward_needs_answer``:
 addition, sort, letter-count) that would be an answer oracle, so there they never see a reward
 (``use_reward=False``, the default there: finished responses are judged by the value head), and asking for
 ``use_reward=True`` raises. On tasks whose check needs only the problem (countdown, games) they use it by
@@ -49,10 +52,12 @@ from flax import struct
 from jaxrl_reason.envs.core import TokenEnv
 from jaxrl_reason.envs.tasks.base import extract_answer, response_window
 from jaxrl_reason.models.flops import forward_flops_per_token
+from jaxrl_reason.search.config import verifier_allowed
 from jaxrl_reason.search.mcts import _last, mcts_policy
+from jaxrl_reason.search.step_mcts import play_step, step_mcts_policy
 from jaxrl_reason.types import Array, EnvState, Params, PRNGKey
 
-METHODS = ("greedy", "sample", "best_of_n", "beam", "lookahead", "mcts")
+METHODS = ("greedy", "sample", "best_of_n", "beam", "lookahead", "mcts", "step_mcts")
 
 
 @struct.dataclass
@@ -489,6 +494,60 @@ def _mcts(model, params, env, states, key, *, num_simulations: int = 32, **mcts_
     return _result(final, returns, gen, spent, with_verifier=bool(mcts_kwargs.get("use_reward", True)))
 
 
+def step_search_cost(tree, *, num_candidates: int, max_step_length: int) -> tuple[Array, Array, Array]:
+    """What one step search spent, from its mctx tree (nodes :class:`StepNode`), per row [B]:
+    ``(sampled, evaluated, rows)``: candidate tokens drawn at every expanded node, tokens of the chosen steps
+    evaluated again at expansion, and the sampling loops' network rows (calls x C; the first token of
+    each candidate comes from the node's own evaluation) plus the expansions' ``S`` tokens each."""
+    emb = tree.embeddings
+    expanded = tree.node_visits > 0  # [B, N]
+    sampled = jnp.where(expanded, emb.step_length.sum(-1), 0).sum(-1)
+    parent = jnp.maximum(tree.parents, 0)
+    action = jnp.maximum(tree.action_from_parent, 0)
+    parent_lengths = jnp.take_along_axis(emb.step_length, parent[..., None], axis=1)  # [B, N, C]
+    step = jnp.take_along_axis(parent_lengths, action[..., None], axis=2)[..., 0]
+    below_root = expanded & (tree.parents >= 0)
+    evaluated = jnp.where(below_root, step, 0).sum(-1)
+    rows = jnp.where(expanded, emb.evaluations, 0).sum(-1) * num_candidates + below_root.sum(-1) * max_step_length
+    return sampled.astype(jnp.int32), evaluated.astype(jnp.int32), rows
+
+
+def _step_mcts(
+    model,
+    params,
+    env,
+    states,
+    key,
+    *,
+    num_simulations: int = 16,
+    num_candidates: int = 8,
+    max_step_length: int = 8,
+    **step_kwargs,
+):
+    flops = _flops_fn(model.config)
+    seq = states.tokens.shape[1]
+    keys = seq + int(step_kwargs.get("max_depth", 4)) * max_step_length + max_step_length  # prefix, path, step
+    batch = states.length.shape[0]
+    init = (states, jnp.zeros_like(states.rewards), jnp.zeros((batch,), jnp.int32), jnp.zeros((batch,)), key)
+    size = dict(num_candidates=num_candidates, max_step_length=max_step_length)
+
+    def cond(carry):
+        return ~carry[0].done.all()
+
+    def body(carry):
+        state, returns, gen, spent, key = carry
+        key, sub = jax.random.split(key)
+        out = step_mcts_policy(model, params, env, state, sub, num_simulations=num_simulations, **size, **step_kwargs)
+        nxt, rewards = play_step(env, state, out.step_tokens, out.step_length)
+        sampled, evaluated, rows = step_search_cost(out.search_tree, **size)
+        live = ~state.done
+        cost = seq * flops(seq) + flops(seq) + rows * flops(keys)  # prefix, root token, simulations
+        return nxt, returns + rewards, gen + live * (sampled + evaluated), spent + live * cost, key
+
+    final, returns, gen, spent, _ = jax.lax.while_loop(cond, body, init)
+    return _result(final, returns, gen, spent, with_verifier=bool(step_kwargs.get("use_reward", True)))
+
+
 _METHODS = {
     "greedy": _greedy,
     "sample": _sample,
@@ -496,6 +555,7 @@ _METHODS = {
     "beam": _beam,
     "lookahead": _lookahead,
     "mcts": _mcts,
+    "step_mcts": _step_mcts,
 }
 
 
@@ -528,20 +588,6 @@ def decode(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if states.tokens.ndim != 2:
         raise ValueError(f"states must be batched: tokens [B, L], got shape {states.tokens.shape}")
-    if method in ("lookahead", "mcts"):
+    if method in ("lookahead", "mcts", "step_mcts"):
         method_kwargs = {**method_kwargs, "use_reward": verifier_allowed(env, method_kwargs.get("use_reward"))}
     return _METHODS[method](model, params, env, states, key, **method_kwargs)
-
-
-def verifier_allowed(env: TokenEnv, use_reward: bool | None = None) -> bool:
-    """Whether test-time search may read `env`'s reward: ``use_reward`` as asked (None: whenever allowed).
-    Raises ValueError when asked on a task whose reward compares with a stored answer."""
-    needs_answer = bool(getattr(env.spec, "reward_needs_answer", True))
-    if use_reward is None:
-        return not needs_answer
-    if use_reward and needs_answer:
-        raise ValueError(
-            f"{env.spec.env_id}'s reward compares with the stored answer: test-time search must not read it "
-            "(use_reward=False; finished responses are then judged by the value head)"
-        )
-    return bool(use_reward)

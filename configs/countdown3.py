@@ -1,5 +1,7 @@
 """Countdown with 3 numbers: imitation of backward-check traces (each last number in turn: what the other two
-must make, what they make), then expert iteration (STaR) on fresh problems checked by the verifier.
+must make, what they make), 3,000 steps with length-bucketed batches. Held-out 0.456 greedy pass@1 (500
+problems, seed 0; docs/RESULTS.md). The RL phase is configs/countdown3_star.py, its control
+configs/countdown3_sft_more.py.
 
 python -m jaxrl_reason.train --config configs/countdown3.py --workdir workdirs/countdown3
 

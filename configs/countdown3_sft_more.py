@@ -11,11 +11,11 @@ def get_config():
     c = _imitation()
     c.init.workdir = "workdirs/countdown3"
     c.algorithm = "none"
-    c.total_steps = 1000
-    c.sft.steps = 1000
+    c.total_steps = 500  # the wall-clock of the 40 STaR updates
+    c.sft.steps = 500
     c.optim.learning_rate = 2e-4
     c.optim.warmup_steps = 10
     c.optim.end_learning_rate_ratio = 1.0  # constant after the warm-up, like the RL phase's rate
-    c.eval_every = 200
-    c.checkpoint_every = 200
+    c.eval_every = 100
+    c.checkpoint_every = 100
     return c

@@ -23,16 +23,18 @@ from jaxrl_reason.models.transformer import TransformerConfig
 
 
 def _attention_width(config: TransformerConfig) -> int:
-    """``H·Dh``: the width of the queries (``D`` unless ``head_dim`` is set otherwise)."""
-    head_dim = getattr(config, "head_dim", None) or config.d_model // config.num_heads
-    return config.num_heads * head_dim
+    """``H·Dh``: the width of the queries (``D`` unless ``head_dim`` is set otherwise; duck-typed model configs
+    without ``num_heads`` count as one head of width ``D``)."""
+    heads = getattr(config, "num_heads", 1)
+    head_dim = getattr(config, "head_dim", None) or config.d_model // heads
+    return heads * head_dim
 
 
 def _matmul_flops_per_token(config: TransformerConfig) -> int:
     d, m = config.d_model, config.mlp_dim
     q_width = _attention_width(config)
     kv_heads = getattr(config, "num_kv_heads", None)  # duck-typed model configs may lack it: multi-head
-    kv_width = q_width if kv_heads is None else kv_heads * (q_width // config.num_heads)
+    kv_width = q_width if kv_heads is None else kv_heads * (q_width // getattr(config, "num_heads", 1))
     mlp_matmuls = 2 if getattr(config, "mlp", "gelu") == "gelu" else 3  # gated (SwiGLU, GeGLU): gate, up, down
     per_layer = 2 * d * (q_width + 2 * kv_width) + 2 * q_width * d + mlp_matmuls * 2 * d * m
     value_out = 1 if config.value_head == "scalar" else config.num_value_bins

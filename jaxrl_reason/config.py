@@ -94,6 +94,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.rl.loss_agg = "token"  # "token" (DAPO: all valid tokens of the batch) | "sequence" | "constant" (Dr. GRPO)
     c.rl.clip_eps_high = -1.0  # DAPO clip-higher: the upper clip; -1 = the same as clip_eps
     c.rl.oversample = 1  # DAPO dynamic sampling: draw oversample * num_problems groups, keep informative ones
+    # Dense process rewards: "steps" = the task's exact step checker rewards each correct step (1) at its last
+    # token; advantages become per token: outcome advantage + process_weight * return-to-go of the normalised
+    # step rewards (training/process_reward.py). "none" = outcome only.
+    c.rl.process_reward = "none"
+    c.rl.process_weight = 1.0
+    c.rl.process_normalize = "group"  # "none" | "group" (DeepSeekMath) | "position" (per step index)
 
     # Expert iteration (algorithm="star"; STaR / ReST-EM): sample rl.group_size responses to rl.num_problems
     # problems at rl.temperature, keep those the verifier accepts, imitate them for rl.updates_per_batch steps.
@@ -353,6 +359,8 @@ def _parse_free(raw: str) -> Any:
 _CHOICES = {
     "algorithm": ("alphazero", "grpo", "rloo", "star", "none"),
     "rl.loss_agg": ("token", "sequence", "constant"),
+    "rl.process_reward": ("none", "steps"),
+    "rl.process_normalize": ("none", "group", "position"),
     "distill.mode": ("sequence", "logits"),
     "distill.keep": ("correct", "all"),
     "selfplay.search": ("gumbel", "muzero"),
@@ -408,6 +416,7 @@ _DOMAINS = {
     "rl.warmup_steps": _NON_NEGATIVE,
     "rl.clip_eps_high": _CLIP_OR_SAME,
     "rl.oversample": _AT_LEAST_ONE,
+    "rl.process_weight": _NON_NEGATIVE,
     "star.max_per_problem": _NON_NEGATIVE,
     "star.value_weight": _NON_NEGATIVE,
     "init.step": _STEP_OR_LATEST,
@@ -472,6 +481,11 @@ def _validate_rl(config) -> None:
     if config.algorithm == "grpo" and config.rl.group_size < 2:
         raise ConfigError(
             f"rl.group_size must be >= 2 for GRPO (a group of one has zero advantage), got {config.rl.group_size}"
+        )
+    if config.rl.process_reward != "none" and config.algorithm not in ("grpo", "rloo"):
+        raise ConfigError(
+            f"rl.process_reward={config.rl.process_reward!r} is for algorithm 'grpo' or 'rloo', "
+            f"got {config.algorithm!r}"
         )
 
 

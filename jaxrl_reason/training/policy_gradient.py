@@ -26,6 +26,7 @@ from jaxrl_reason.algorithms.grpo import (
 )
 from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.models import rollout
+from jaxrl_reason.training import process_reward
 
 
 def buffer(config, spec) -> dict:
@@ -37,8 +38,13 @@ def buffer(config, spec) -> dict:
         "actions": jnp.zeros((b, t), jnp.int32),
         "valid": jnp.zeros((b, t), bool),
         "log_probs": jnp.zeros((b, t), jnp.float32),
-        "advantages": jnp.zeros((b,), jnp.float32),
+        "advantages": jnp.zeros((b, t) if uses_process_reward(config) else (b,), jnp.float32),
     }
+
+
+def uses_process_reward(config) -> bool:
+    """Dense per-step rewards from the task's step checker (the advantages are then per token)."""
+    return config.rl.process_reward == "steps"
 
 
 def uses_reference(config) -> bool:
@@ -62,6 +68,9 @@ def build(ctx):
     rl = config.rl
     n, g = rl.num_problems, rl.group_size
     kl = uses_reference(config)
+    dense = uses_process_reward(config)
+    if dense:
+        process_reward.check_usable(ctx.env)
 
     m = n * rl.oversample  # DAPO dynamic sampling: m candidate groups, the n informative ones kept
     estimator = "dr_grpo" if config.algorithm == "grpo" and not rl.scale_by_std else config.algorithm
@@ -74,6 +83,11 @@ def build(ctx):
             traj = jax.tree.map(lambda x: x[group_rows(keep, g)] if getattr(x, "ndim", 0) else x, traj)
             rewards = rewards[keep]
         adv = group_advantages(rewards, estimator=estimator, eps=rl.adv_eps).reshape(-1)
+        metrics = {}
+        if dense:
+            step_r, step_end = process_reward.step_rewards(ctx.env, traj)
+            adv = process_reward.token_advantages(rl, adv, step_r, step_end, traj.valid, g)
+            metrics["rl_step_accuracy"] = jnp.where(step_end, step_r, 0.0).sum() / jnp.maximum(step_end.sum(), 1)
         batch = {
             "tokens": traj.tokens,
             "prompt_length": traj.prompt_length.astype(jnp.int32),
@@ -85,7 +99,7 @@ def build(ctx):
         ref = state.ref_params
         if kl:
             ref = tree_select(state.step == rl_from, state.params, state.ref_params)
-        metrics = {
+        metrics |= {
             "rl_reward": rewards.mean(),
             "rl_accuracy": (rewards == 1.0).mean(),
             "rl_response_length": traj.valid.sum(1).mean(),

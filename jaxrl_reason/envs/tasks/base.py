@@ -127,6 +127,12 @@ class ReasoningTask(TokenEnv):
         step before it are exactly right. Tasks with an exact step checker override this."""
         raise NotImplementedError(f"{type(self).__name__} has no exact step checker (addition and countdown do)")
 
+    @property
+    def has_step_checker(self) -> bool:
+        """Whether :meth:`steps_ok` is an exact checker of this task's responses (dense process rewards,
+        PRM labels)."""
+        return type(self).steps_ok is not ReasoningTask.steps_ok
+
     def step_labels(self, problem_dict: dict, response_text: str) -> list[bool]:
         """Ground-truth correctness of each prefix ending at a step boundary (the steps, then the answer if
         the response has one): a prefix is correct iff every step so far is; the answer step iff the

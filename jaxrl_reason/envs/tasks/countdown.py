@@ -362,7 +362,15 @@ class Countdown(ReasoningTask):
         padded[: len(values)] = values
         return {"numbers": jnp.asarray(padded), "count": jnp.int32(len(values)), "target": jnp.int32(target)}
 
+    @property
+    def has_step_checker(self) -> bool:
+        return self.demo_style == "path"  # the checker reads "a op b = c," steps, not search or backward traces
+
     def steps_ok(self, problem_dict: dict, steps: list[str]) -> list[bool]:
+        if not self.has_step_checker:
+            raise ValueError(
+                f"countdown's step checker reads demo_style='path' steps ('5*3=15,'), not {self.demo_style!r} traces"
+            )
         return countdown_steps_ok(problem_dict, steps)
 
     def demonstration(self, problem_dict: dict, style: str | None = None) -> str:

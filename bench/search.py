@@ -9,7 +9,8 @@ Measured side by side in one run (simulations/s = B * num_simulations / seconds 
     per simulation, the EnvState in the tree;
   * (b) per-node Python MCTS (PUCT), one node at a time, same network (a jitted [1, L] forward);
   * ours at prompt length 256 vs 32 (cost per simulation should not grow with the prompt);
-  * the search tree's memory at vocabulary 32,000, B=64, 64 simulations (jax.eval_shape of the search);
+  * the search tree's memory at vocabularies 32,000 and 151,936, B=64, 64 simulations (jax.eval_shape of the
+    search); ``--only vocab``: that and simulations/s at vocabulary 151,936 (tiny model, B=64, 64 simulations);
   * ``--only step``: jr.step_mcts_policy on countdown (3 numbers) against a per-node Python step MCTS (PUCT over
     sampled steps, one node at a time: its C candidates sampled together, one jitted [C, L] forward per token,
     the way published step-search code runs), simulations/s and generated tokens/s.
@@ -293,7 +294,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--num_kv_heads", type=int, default=None, help="K/V heads (default: the preset's)")
     ap.add_argument(
-        "--only", choices=("all", "prompt", "step"), default="all", help="prompt: only the prompt-length ratio"
+        "--only",
+        choices=("all", "prompt", "step", "vocab"),
+        default="all",
+        help="prompt: only the prompt-length ratio; vocab: only tree memory and simulations/s at vocabulary 151,936",
     )
     ap.add_argument("--candidates", type=int, default=8, help="step search: candidates per node")
     ap.add_argument("--step-length", type=int, default=12, help="step search: max tokens per step")
@@ -317,6 +321,11 @@ def main():
         print(json.dumps(step_bench(res, model_fn, batch, sims, args, key), indent=1))
         return
     res["num_kv_heads"] = model_fn(RandomTokens(vocab=64, prompt_length=32, response_length=32)).config.num_kv_heads
+    if args.only == "vocab":
+        _tree_memory(res, model_fn, depth, key)
+        _big_vocab(res, model_fn, depth, args, key)
+        print(json.dumps(res, indent=1))
+        return
     best = "kv"
     if args.only == "all":
         best = _vs_naive_and_python(res, model_fn, batch, sims, depth, args, key)
@@ -402,24 +411,38 @@ def _prompt_ratio(res, model_fn, batch, sims, depth, best, args, key) -> None:
 
 
 def _tree_memory(res, model_fn, depth, key) -> None:
+    """The search tree's memory (``jax.eval_shape``, nothing run) at vocabularies 32,000 and 151,936 (Qwen's),
+    B=64, 64 simulations, top-K 16."""
+    for vocab in (32_000, 151_936):
+        env_v = RandomTokens(vocab=vocab, prompt_length=32, response_length=32)
+        model_v = model_fn(env_v)
+        params_v = jax.eval_shape(model_v.init, key)
+        states_v = jax.eval_shape(lambda k, env_v=env_v: _states(env_v, 64, k), key)
+        mem = {}
+        for ev in ("kv", "window"):
+            out = jax.eval_shape(
+                functools.partial(
+                    jr.mcts_policy, model_v, env=env_v, num_simulations=64, top_k=16, max_depth=depth, evaluation=ev
+                ),
+                params=params_v,
+                states=states_v,
+                key=key,
+            )
+            mem[ev] = round(tree_bytes(out.search_tree) / 2**20, 2)
+        res[f"tree_MiB_vocab{vocab}_B64_sims64"] = mem
 
-    # -- memory at vocabulary 32,000, B=64, 64 simulations ----------------------------------------------------
-    env_v = RandomTokens(vocab=32_000, prompt_length=32, response_length=32)
+
+def _big_vocab(res, model_fn, depth, args, key) -> None:
+    """Simulations/s of jr.mcts_policy (top-K 16, "kv") at vocabulary 151,936 with the tiny model, B=64, 64
+    simulations: the top-K search never builds a [B, N, V] array, so the vocabulary costs only the logits."""
+    env_v = RandomTokens(vocab=151_936, prompt_length=32, response_length=32)
     model_v = model_fn(env_v)
-    params_v = jax.eval_shape(model_v.init, key)
-    states_v = jax.eval_shape(lambda k: _states(env_v, 64, k), key)
-    mem = {}
-    for ev in ("kv", "window"):
-        out = jax.eval_shape(
-            functools.partial(
-                jr.mcts_policy, model_v, env=env_v, num_simulations=64, top_k=16, max_depth=depth, evaluation=ev
-            ),
-            params=params_v,
-            states=states_v,
-            key=key,
-        )
-        mem[ev] = round(tree_bytes(out.search_tree) / 2**20, 2)
-    res["tree_MiB_vocab32000_B64_sims64"] = mem
+    params_v = model_v.init(key)
+    states_v = _states(env_v, 64, key)
+    fn = jax.jit(functools.partial(jr.mcts_policy, model_v, env=env_v, num_simulations=64, top_k=16, max_depth=depth))
+    secs = _time(lambda p, s, k: fn(params=p, states=s, key=k), params_v, states_v, key, repeats=args.repeats)
+    res["sims_per_s_vocab151936_B64_sims64"] = round(64 * 64 / secs, 1)
+    res["params_M_vocab151936"] = round(sum(x.size for x in jax.tree.leaves(params_v)) / 1e6, 2)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.env_id = "addition-v0"
     c.env_kwargs = ml_collections.ConfigDict()  # difficulty overrides passed to jr.make
-    c.algorithm = "alphazero"  # after the SFT warm start: "alphazero" | "grpo" | "rloo" | "star" | "none"
+    # after the SFT warm start: "alphazero" | "grpo" | "rloo" | "star" | "step_search" | "none"
+    c.algorithm = "alphazero"
     c.total_steps = 1000  # optimizer updates in all (SFT + RL)
     c.checkpoint_every = 200
     c.eval_every = 200
@@ -109,6 +110,16 @@ def base_config() -> ml_collections.ConfigDict:
     # reward at each of its states (an outcome reward model, ORM), weighted by this. Blind test-time search
     # (best-of-N by ORM, MCTS without the verifier) then has a value to go by; 0 = the policy alone.
     c.star.value_weight = 0.0
+
+    # Step-level self-play (algorithm="step_search"): rl.group_size step-MCTS episodes (jr.decode
+    # method="step_mcts", candidates at rl.temperature) per problem, imitated as in expert iteration
+    # (star.max_per_problem, star.value_weight apply). keep: "correct" = the verified ones, "all" = every path.
+    c.step_search = ml_collections.ConfigDict()
+    c.step_search.num_simulations = 8
+    c.step_search.num_candidates = 4
+    c.step_search.max_step_length = 12
+    c.step_search.max_depth = 4
+    c.step_search.keep = "correct"
 
     # Warm start from another run: a fresh run (no checkpoint in its workdir yet) takes its params from
     # that run's checkpoint, e.g. RL from an SFT run. The model config must be the same; the optimizer,
@@ -357,7 +368,8 @@ def _parse_free(raw: str) -> Any:
 # Validation: every numeric key of base_config has its domain here (a test checks that none is missing)
 
 _CHOICES = {
-    "algorithm": ("alphazero", "grpo", "rloo", "star", "none"),
+    "algorithm": ("alphazero", "grpo", "rloo", "star", "step_search", "none"),
+    "step_search.keep": ("correct", "all"),
     "rl.loss_agg": ("token", "sequence", "constant"),
     "rl.process_reward": ("none", "steps"),
     "rl.process_normalize": ("none", "group", "position"),
@@ -417,6 +429,10 @@ _DOMAINS = {
     "rl.clip_eps_high": _CLIP_OR_SAME,
     "rl.oversample": _AT_LEAST_ONE,
     "rl.process_weight": _NON_NEGATIVE,
+    "step_search.num_simulations": _AT_LEAST_ONE,
+    "step_search.num_candidates": _AT_LEAST_ONE,
+    "step_search.max_step_length": _AT_LEAST_ONE,
+    "step_search.max_depth": _AT_LEAST_ONE,
     "star.max_per_problem": _NON_NEGATIVE,
     "star.value_weight": _NON_NEGATIVE,
     "init.step": _STEP_OR_LATEST,

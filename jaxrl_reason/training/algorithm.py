@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from jaxrl_reason.training import alphazero, policy_gradient, star
+from jaxrl_reason.training import alphazero, policy_gradient, star, step_search
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +65,9 @@ ALGORITHMS: dict[str, Algorithm] = {
         own_learning_rate=True,
     ),
     "star": Algorithm("star", star.buffer, star.build, lambda c: c.rl.updates_per_batch, own_learning_rate=True),
+    "step_search": Algorithm(
+        "step_search", star.buffer, step_search.build, lambda c: c.rl.updates_per_batch, own_learning_rate=True
+    ),
 }
 
 

@@ -33,8 +33,17 @@ def buffer(config, spec) -> dict:
     return out
 
 
-def build(ctx):
-    """``(collect, update)`` of expert iteration (see the module docstring)."""
+def sampled_responses(ctx, state) -> tuple[jnp.ndarray, ...]:
+    """``(tokens [B, L], prompt_length [B], length [B], reward [B])`` of ``rl.group_size`` responses sampled at
+    ``rl.temperature`` to each of ``rl.num_problems`` training problems (the GRPO sampling step)."""
+    traj = sample_groups(ctx, state, ctx.config.rl.num_problems)
+    return traj.tokens, traj.prompt_length, traj.final_state.length, traj.returns[:, 0]
+
+
+def build(ctx, responses=sampled_responses, *, keep_all: bool = False):
+    """``(collect, update)`` of expert iteration (see the module docstring). `responses(ctx, state)` makes the
+    batch (rows ``i*G .. i*G+G-1`` answer problem ``i``); ``keep_all`` imitates every response, not only the
+    verified ones (training/step_search.py)."""
     config, model = ctx.config, ctx.model
     rl = config.rl
     n, g = rl.num_problems, rl.group_size
@@ -42,22 +51,21 @@ def build(ctx):
     value_weight = float(config.star.value_weight)
 
     def collect(state):
-        traj = sample_groups(ctx, state, n)  # the GRPO sampling step (log-probs unused here)
-        rewards = traj.returns[:, 0]
+        tokens, prompt_length, length, rewards = responses(ctx, state)
         accepted = accepted_mask(rewards, problem_index=jnp.arange(n * g) // g, max_per_problem=cap)
         batch = {
-            "tokens": traj.tokens,
-            "prompt_length": traj.prompt_length.astype(jnp.int32),
-            "length": traj.final_state.length.astype(jnp.int32),
-            "accepted": accepted,
+            "tokens": tokens,
+            "prompt_length": prompt_length.astype(jnp.int32),
+            "length": length.astype(jnp.int32),
+            "accepted": jnp.ones_like(accepted) if keep_all else accepted,
         }
         if value_weight > 0:
             batch["reward"] = rewards.astype(jnp.float32)
         solved = (rewards == 1.0).reshape(n, g).any(1)
         metrics = {
             "rl_accuracy": (rewards == 1.0).mean(),
-            "rl_response_length": traj.valid.sum(1).mean(),
-            "star_accepted": accepted.mean(),
+            "rl_response_length": (length - prompt_length).mean(),
+            "star_accepted": batch["accepted"].mean(),
             "star_solved_problems": solved.mean(),
         }
         return state.replace(buffer=batch), metrics

@@ -1,0 +1,50 @@
+"""Step-level self-play (``algorithm="step_search"``): search over reasoning steps, imitate what it found.
+
+Expert iteration with a search as the expert (ReST-MCTS*, rStar-Math; AlphaZero at step level):
+
+* ``collect``: ``rl.num_problems`` training problems (never held-out ones), ``rl.group_size`` searched
+  episodes each: :func:`jr.decode` with ``method="step_mcts"`` (:func:`jr.step_mcts_policy` at every step,
+  the chosen step played whole; Gumbel noise makes the ``G`` episodes of a problem differ). The tree judges
+  finished responses by the verifier where test-time search may (``not env.spec.reward_needs_answer``:
+  countdown), else by the value head, so self-play trains the search that runs at test time.
+* ``update``: expert iteration's update (:mod:`jaxrl_reason.training.star`): cross-entropy on the kept
+  episodes, ``step_search.keep="correct"`` (those the verifier accepts) or ``"all"`` (every path the search
+  chose, AlphaZero-style), plus, with ``star.value_weight > 0``, the value head regressed to each episode's
+  outcome (the leaf value the search then uses).
+"""
+
+from __future__ import annotations
+
+import jax
+
+from jaxrl_reason.search.decoding import decode
+from jaxrl_reason.training import star
+
+
+def search_kwargs(config) -> dict:
+    s = config.step_search
+    return {
+        "num_simulations": int(s.num_simulations),
+        "num_candidates": int(s.num_candidates),
+        "max_step_length": int(s.max_step_length),
+        "max_depth": int(s.max_depth),
+        "candidate_temperature": float(config.rl.temperature),
+    }
+
+
+def searched_responses(ctx, state):
+    """``(tokens, prompt_length, length, reward)`` of step-MCTS episodes, ``rl.group_size`` per problem."""
+    rl = ctx.config.rl
+    key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
+    k_init, k_search = jax.random.split(key)
+    states = jax.vmap(ctx.init)(jax.random.split(k_init, rl.num_problems))
+    states = jax.tree.map(lambda x: x.repeat(rl.group_size, axis=0), states)
+    out = decode(ctx.model, state.params, ctx.env, states, k_search, method="step_mcts", **search_kwargs(ctx.config))
+    final = out.final_state
+    return out.tokens, final.prompt_length, final.length, out.returns[:, 0]
+
+
+def build(ctx):
+    if ctx.env.spec.num_players != 1:
+        raise ValueError(f"algorithm 'step_search' is for one-player tasks; {ctx.env.spec.env_id} has players")
+    return star.build(ctx, searched_responses, keep_all=ctx.config.step_search.keep == "all")

@@ -51,15 +51,21 @@ def uses_reference(config) -> bool:
     return config.rl.kl_coef > 0
 
 
-def sample_groups(ctx, state, num_groups: int):
-    """``rl.group_size`` responses at ``rl.temperature`` to each of `num_groups` fresh training problems (keys
-    ``fold_in(fold_in(key, step), 1)``): a Trajectory whose rows ``i*G .. i*G+G-1`` answer problem ``i``."""
-    rl = ctx.config.rl
+def group_states(ctx, state, num_groups: int):
+    """``(states, key)``: `num_groups` fresh training problems, each repeated ``rl.group_size`` times (rows
+    ``i*G .. i*G+G-1`` are problem ``i``; keys ``fold_in(fold_in(key, step), 1)``), and the key to answer them."""
     key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
-    k_init, k_roll = jax.random.split(key)
+    k_init, k_answer = jax.random.split(key)
     states = jax.vmap(ctx.init)(jax.random.split(k_init, num_groups))
-    states = jax.tree.map(lambda x: jnp.repeat(x, rl.group_size, axis=0), states)
-    return rollout(ctx.model, state.params, ctx.env, states, k_roll, temperature=rl.temperature, masked_log_probs=False)
+    return jax.tree.map(lambda x: jnp.repeat(x, ctx.config.rl.group_size, axis=0), states), k_answer
+
+
+def sample_groups(ctx, state, num_groups: int):
+    """``rl.group_size`` responses at ``rl.temperature`` to each of `num_groups` fresh training problems
+    (:func:`group_states`): a Trajectory whose rows ``i*G .. i*G+G-1`` answer problem ``i``."""
+    states, k_roll = group_states(ctx, state, num_groups)
+    temperature = ctx.config.rl.temperature
+    return rollout(ctx.model, state.params, ctx.env, states, k_roll, temperature=temperature, masked_log_probs=False)
 
 
 def build(ctx):

@@ -15,10 +15,9 @@ Expert iteration with a search as the expert (ReST-MCTS*, rStar-Math; AlphaZero 
 
 from __future__ import annotations
 
-import jax
-
 from jaxrl_reason.search.decoding import decode
 from jaxrl_reason.training import star
+from jaxrl_reason.training.policy_gradient import group_states
 
 
 def search_kwargs(config) -> dict:
@@ -34,12 +33,8 @@ def search_kwargs(config) -> dict:
 
 def searched_responses(ctx, state):
     """``(tokens, prompt_length, length, reward)`` of step-MCTS episodes, ``rl.group_size`` per problem."""
-    rl = ctx.config.rl
-    key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 1)
-    k_init, k_search = jax.random.split(key)
-    states = jax.vmap(ctx.init)(jax.random.split(k_init, rl.num_problems))
-    states = jax.tree.map(lambda x: x.repeat(rl.group_size, axis=0), states)
-    out = decode(ctx.model, state.params, ctx.env, states, k_search, method="step_mcts", **search_kwargs(ctx.config))
+    states, key = group_states(ctx, state, ctx.config.rl.num_problems)
+    out = decode(ctx.model, state.params, ctx.env, states, key, method="step_mcts", **search_kwargs(ctx.config))
     final = out.final_state
     return out.tokens, final.prompt_length, final.length, out.returns[:, 0]
 

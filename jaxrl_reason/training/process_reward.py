@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_reason.algorithms.grpo import process_advantages
+from jaxrl_reason.algorithms.prm import step_boundaries
 
 
 def check_usable(env) -> None:
@@ -42,9 +43,14 @@ def step_rewards_host(env, tokens, prompt_length, valid, problems) -> tuple[np.n
     before EOS (when it has a marker); each gets 1.0 if ``env.step_labels`` calls it (and all before it)
     correct, else 0.0. `problems` is the batch's problem pytree (``[B, ...]`` leaves)."""
     tok = env.tokenizer
-    sep, answer, eos = tok.id_of(","), tok.answer_id, tok.eos_id
+    answer, eos = tok.answer_id, tok.eos_id
     tokens, prompt_length, valid = np.asarray(tokens), np.asarray(prompt_length), np.asarray(valid)
     problems = jax.tree.map(np.asarray, problems)
+    length = prompt_length + valid.sum(1)
+    # the same step split as the PRM's labels: the empty prefix, then each "," before the answer marker
+    bounds, has = step_boundaries(
+        tokens, prompt_length, length, comma_id=tok.id_of(","), answer_id=answer, max_steps=valid.shape[1] + 1
+    )
     rewards = np.zeros(valid.shape, np.float32)
     step_end = np.zeros(valid.shape, bool)
     for b in range(valid.shape[0]):
@@ -52,10 +58,8 @@ def step_rewards_host(env, tokens, prompt_length, valid, problems) -> tuple[np.n
         ids = tokens[b, p0 : p0 + n]
         stop = int(np.argmax(ids == eos)) if (ids == eos).any() else n  # the text the verifier reads
         ids = ids[:stop]
-        marked = ids == answer
-        first_answer = int(np.argmax(marked)) if marked.any() else stop
-        ends = [int(t) for t in np.flatnonzero(ids[:first_answer] == sep)]
-        if marked.any():
+        ends = [int(t) - p0 for t in bounds[b, 1:][has[b, 1:]]]
+        if (ids == answer).any():
             ends.append(stop - 1)
         problem = env.problem_to_dict(jax.tree.map(lambda x, b=b: x[b], problems))
         labels = env.step_labels(problem, tok.decode(ids))

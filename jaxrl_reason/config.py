@@ -113,7 +113,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     # Step-level self-play (algorithm="step_search"): rl.group_size step-MCTS episodes (jr.decode
     # method="step_mcts", candidates at rl.temperature) per problem, imitated as in expert iteration
-    # (star.max_per_problem, star.value_weight apply). keep: "correct" = the verified ones, "all" = every path.
+    # (star.value_weight applies). keep: "correct" = the verified ones (at most star.max_per_problem per
+    # problem), "all" = every path.
     c.step_search = ml_collections.ConfigDict()
     c.step_search.num_simulations = 8
     c.step_search.num_candidates = 4

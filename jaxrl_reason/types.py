@@ -117,6 +117,9 @@ class Trajectory:
     valid: Array  # [B, T] bool: the step was taken in a live episode
     final_state: EnvState  # [B] states after the last step
     policy: Any = None  # [B, T, A] float32: search policy π (self-play), else None
+    # [B, T] bool: the step's token was written by the environment (a tool's answer: forced, not the policy's
+    # choice; losses skip it); None when the env writes nothing (``TokenEnv.written_mask``).
+    env_written: Any = None
 
     @property
     def returns(self) -> Array:

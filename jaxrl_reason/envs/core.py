@@ -88,6 +88,11 @@ class TokenEnv(abc.ABC):
         frozen = state.replace(rewards=jnp.zeros_like(state.rewards))
         return self._terminal_mask(tree_select(state.done, frozen, nxt))
 
+    def written_mask(self, state: EnvState) -> Array:
+        """``[L]`` bool: the tokens of ``state.tokens`` the environment wrote (e.g. a tool's answer), not the
+        policy. No policy loss, KL or entropy term is computed on them. Default: none (all False)."""
+        return jnp.zeros(jnp.shape(state.tokens), bool)
+
     # -- helpers --------------------------------------------------------------------------------------
     def _penalty_rewards(self, player: Array) -> Array:
         spec = self.spec

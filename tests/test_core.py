@@ -134,6 +134,7 @@ def test_reward_needs_answer_for_every_registered_env():
         "addition-v0": True,
         "countdown-v0": False,
         "letter-count-v0": True,
+        "multiply-v0": True,
         "sort-v0": True,
         "tic-tac-toe-v0": False,
         "connect-four-v0": False,

@@ -8,21 +8,27 @@ from jaxrl_reason.envs.games import ConnectFour, TicTacToe
 from jaxrl_reason.envs.registry import make, register, register_family, registered_envs
 from jaxrl_reason.envs.tasks.base import ReasoningTask
 from jaxrl_reason.envs.tokenizer import DEFAULT_TOKENIZER, Tokenizer
+from jaxrl_reason.envs.tools import HostTool, Tool, ToolUse, register_tool, registered_tools
 
 __all__ = [
     "ASCII_TOKENIZER",
     "BPETokenizer",
     "ConnectFour",
     "DEFAULT_TOKENIZER",
+    "HostTool",
     "HostVerifiedTask",
     "ReasoningTask",
     "TicTacToe",
     "TokenEnv",
     "Tokenizer",
+    "Tool",
+    "ToolUse",
     "api_test",
     "make",
     "register",
     "register_family",
+    "register_tool",
     "registered_envs",
+    "registered_tools",
     "tree_select",
 ]

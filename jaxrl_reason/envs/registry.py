@@ -77,9 +77,17 @@ def _call(factory: Callable[..., Any], env_id: str, args: tuple, overrides: dict
 def make(env_id: str, **overrides: Any):
     """Builds a registered env; ``overrides`` are passed to its factory (difficulty, lengths, ...).
 
+    ``tools=("calc", ...)`` (names of registered tools or Tool objects) wraps a reasoning task with them
+    (:class:`~jaxrl_reason.envs.tools.ToolUse`); its tokenizer gains the tools' characters.
+
     Raises:
       ValueError: for an unknown id (listing the registered ones) or an override the env does not take.
     """
+    if overrides.get("tools"):
+        from jaxrl_reason.envs.tools import with_tools
+
+        return with_tools(env_id, **overrides)
+    overrides.pop("tools", None)
     for prefix, family in _FAMILIES.items():
         if env_id.startswith(prefix):
             return _call(_resolve(family), env_id, (env_id[len(prefix) :],), overrides)
@@ -99,6 +107,7 @@ for _id, _ep in {
     "addition-v0": "jaxrl_reason.envs.tasks.addition:Addition",
     "countdown-v0": "jaxrl_reason.envs.tasks.countdown:Countdown",
     "letter-count-v0": "jaxrl_reason.envs.tasks.letter_count:LetterCount",
+    "multiply-v0": "jaxrl_reason.envs.tasks.multiplication:Multiplication",
     "sort-v0": "jaxrl_reason.envs.tasks.sorting:Sort",
     "tic-tac-toe-v0": "jaxrl_reason.envs.games.tic_tac_toe:TicTacToe",
     "connect-four-v0": "jaxrl_reason.envs.games.connect_four:ConnectFour",

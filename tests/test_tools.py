@@ -181,3 +181,18 @@ def test_token_mcts_at_a_forced_state_plays_the_tools_answer():
     eight = TOK.id_of("8")
     assert np.asarray(out.action).tolist() == [eight, eight]
     np.testing.assert_allclose(np.asarray(out.action_weights)[:, eight], 1.0)
+
+
+def test_step_mcts_candidates_start_with_the_tools_answer():
+    env = CALC_ENV
+    model = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(env.spec, d_model=16, num_heads=2, num_layers=1))
+    params = model.init(jax.random.key(0))
+    state = _play(env, {"a": 12, "b": 7}, "[12*7=")
+    batch = jax.tree.map(lambda x: jnp.stack([x, x]), state)
+    out = jr.step_mcts_policy(
+        model, params, env, batch, jax.random.key(0), num_simulations=4, num_candidates=3, max_step_length=6
+    )
+    forced = TOK.encode("84]")
+    candidates, lengths = np.asarray(out.candidates), np.asarray(out.candidate_lengths)
+    assert (lengths >= 3).all()
+    assert (candidates[:, :, :3] == forced).all()  # every sampled step starts with the env's answer

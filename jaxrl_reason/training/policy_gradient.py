@@ -60,6 +60,14 @@ def group_states(ctx, state, num_groups: int):
     return jax.tree.map(lambda x: jnp.repeat(x, ctx.config.rl.group_size, axis=0), states), k_answer
 
 
+def tool_metrics(env, final_states) -> dict:
+    """Tool calls and failed calls per response (``rl_tool_calls``, ``rl_tool_errors``); {} without tools."""
+    if not hasattr(env, "tool_stats"):
+        return {}
+    rows = final_states.length.shape[0]
+    return {f"rl_{k}": v.astype(jnp.float32) / rows for k, v in env.tool_stats(final_states).items()}
+
+
 def sample_groups(ctx, state, num_groups: int):
     """``rl.group_size`` responses at ``rl.temperature`` to each of `num_groups` fresh training problems
     (:func:`group_states`): a Trajectory whose rows ``i*G .. i*G+G-1`` answer problem ``i``."""
@@ -113,6 +121,7 @@ def build(ctx):
         }
         if m > n:
             metrics["rl_informative_candidates"] = informative.astype(jnp.float32) / m
+        metrics |= tool_metrics(ctx.env, traj.final_state)
         return state.replace(buffer=batch, ref_params=ref), metrics
 
     def update(state):

@@ -107,8 +107,12 @@ class Multiplication(ReasoningTask):
         steps = self.solution_steps(problem_dict)
         return "".join(f"{call}={value}," for call, value in steps) + self.tokenizer.answer_marker + str(steps[-1][1])
 
-    def tool_demonstration(self, problem_dict: dict, open: str = "[", close: str = "]") -> str:
-        """The same solution with each result written by the calculator (see the module docstring)."""
+    def tool_demonstration(self, problem_dict: dict, tools=()) -> str:
+        """The same solution with each result written by the ``calc`` tool among `tools` (module docstring);
+        the plain demonstration when there is none."""
+        calc = next((t for t in tools if t.name == "calc"), None)
+        if calc is None:
+            return self.demonstration(problem_dict)
         steps = self.solution_steps(problem_dict)
-        body = "".join(f"{open}{call}={value}{close}" for call, value in steps)
+        body = "".join(f"{calc.open}{call}={value}{calc.close}" for call, value in steps)
         return body + self.tokenizer.answer_marker + str(steps[-1][1])

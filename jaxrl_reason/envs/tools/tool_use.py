@@ -104,9 +104,10 @@ class ToolUse(ReasoningTask):
         return self.task.problem_from_dict(problem_dict)
 
     def demonstration(self, problem_dict: dict) -> str:
-        """The task's ``tool_demonstration`` (a solution that calls the tools), else its plain one."""
+        """The task's ``tool_demonstration(problem_dict, tools)`` (a solution that calls the tools it knows
+        among these), else its plain one."""
         demo = getattr(self.task, "tool_demonstration", None)
-        return demo(problem_dict) if demo is not None else self.task.demonstration(problem_dict)
+        return demo(problem_dict, self.tools) if demo is not None else self.task.demonstration(problem_dict)
 
     # -- tokens written by the env ---------------------------------------------------------------------
     def written_mask(self, state: EnvState) -> Array:

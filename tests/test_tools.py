@@ -157,6 +157,7 @@ def test_bad_tool_setups_raise_clear_errors():
     with pytest.raises(ValueError, match="distinct"):
         jr.make("multiply-v0", tools=("calc", Calculator()))
     assert make_tool("calc").name == "calc"
+    assert [t.name for t in jr.make("multiply-v0", tools="calc").tools] == ["calc"]  # one name, not its letters
 
 
 def test_multiply_task_demonstrations_and_lengths():

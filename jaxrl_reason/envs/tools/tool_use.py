@@ -54,7 +54,7 @@ class ToolUse(ReasoningTask):
         if not isinstance(task, ReasoningTask):
             raise ValueError(f"tools work with one-player reasoning tasks, got {type(task).__name__}")
         self.task = task
-        self.tools = tuple(make_tool(t) for t in tools)
+        self.tools = tuple(make_tool(t) for t in ((tools,) if isinstance(tools, str) else tools))
         if not self.tools:
             raise ValueError("ToolUse needs at least one tool")
         self.max_call_length = int(max_call_length)
@@ -198,7 +198,7 @@ def with_tools(env_id: str, tools, **overrides) -> ToolUse:
     from jaxrl_reason.envs.registry import make  # the registry imports this module lazily
 
     max_call_length = overrides.pop("max_call_length", 24)
-    tools = tuple(make_tool(t) for t in tools)
+    tools = tuple(make_tool(t) for t in ((tools,) if isinstance(tools, str) else tools))
     plain = make(env_id, **overrides)
     if not isinstance(plain, ReasoningTask):
         raise ValueError(f"tools work with one-player reasoning tasks; {env_id!r} is a {type(plain).__name__}")

@@ -152,7 +152,6 @@ def rollout(
         tokens=final.tokens,
         prompt_length=states.prompt_length,
         final_state=final,
-        policy=None,
         env_written=written_steps(env, final, states.prompt_length, out["valid"]),
         **out,
     )

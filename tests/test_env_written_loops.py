@@ -98,9 +98,13 @@ def test_imitation_data_of_a_tool_env_marks_the_answers_and_buckets_trim_them():
     assert batch["written"].shape == batch["tokens"].shape == (4, width)
 
 
-@pytest.mark.parametrize("algorithm", ["alphazero", "grpo", "star"])
-def test_envs_that_write_nothing_keep_their_buffer_layout(algorithm):
+@pytest.mark.parametrize("algorithm", ["alphazero", "grpo", "star", "none"])
+def test_envs_that_write_nothing_and_imitation_runs_keep_their_buffer_layout(algorithm):
     config = tiny_config(algorithm=algorithm)
     env = make(config.env_id, **dict(config.env_kwargs))
     buf = init_state(config, env, build_model(config, env), build_optimizer(config)).buffer
     assert "written" not in buf and "env_written" not in buf
+    tool = _tool_config(algorithm)  # an imitation-only run on a tool env stores nothing: no new key either
+    env = make(tool.env_id, **dict(tool.env_kwargs))
+    buf = jax.eval_shape(lambda: init_state(tool, env, build_model(tool, env), build_optimizer(tool))).buffer
+    assert ("env_written" in buf) == (algorithm == "alphazero") and ("written" in buf) == (algorithm == "star")

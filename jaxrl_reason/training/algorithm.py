@@ -83,6 +83,9 @@ def get_algorithm(config) -> Algorithm | None:
 
 
 def empty_buffer(config, spec, *, writes_tokens: bool = False) -> dict:
-    """The buffer of the run's algorithm; imitation-only runs keep AlphaZero's (older runs' layout)."""
-    algo = get_algorithm(config) or ALGORITHMS["alphazero"]
+    """The buffer of the run's algorithm; imitation-only runs keep AlphaZero's, unused, in older runs' layout
+    (whatever the env writes)."""
+    algo = get_algorithm(config)
+    if algo is None:
+        return ALGORITHMS["alphazero"].buffer(config, spec)
     return algo.buffer(config, spec, writes_tokens=writes_tokens)

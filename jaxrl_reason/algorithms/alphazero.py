@@ -4,7 +4,10 @@ Targets from a self-play :class:`~jaxrl_reason.types.Trajectory`: the search pol
 and ``z`` = the episode's final return for the player who was to move (so in two-player games the
 loser's steps get −1 and the winner's +1; in reasoning tasks ``z`` is the verifier's reward).
 Loss: ``CE(π, policy) + value_weight * (value - z)²`` (or the two-hot cross-entropy of a categorical
-value head), averaged over valid steps.
+value head), averaged over valid steps. Steps whose token the env wrote (``traj.env_written``: a tool's answer,
+the only legal action there) are left out of the policy cross-entropy; the value loss keeps them, since
+they are states of the episode like any other and their outcome ``z`` is just as real (search evaluates
+the value head at such states too).
 
 With ``value_target_mix = m > 0`` the value target is ``(1 - m) * z + m * q``, ``q`` the search's root value at
 that step (``traj.values``, from the same player's view): q has far less variance than a single game's outcome,
@@ -18,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxrl_reason.algorithms.common import gather_steps, masked_mean, step_positions
+from jaxrl_reason.algorithms.common import gather_steps, masked_mean, policy_mask, step_positions
 from jaxrl_reason.models import two_hot
 from jaxrl_reason.types import Array, Trajectory
 
@@ -48,7 +51,7 @@ def alphazero_loss(
     Args:
       logits: [B, L, A] policy logits of the full forward.
       values: [B, L] value predictions of the full forward.
-      traj: self-play trajectories with ``policy [B, T, A]``.
+      traj: self-play trajectories with ``policy [B, T, A]`` (and ``env_written [B, T]``, or None).
       value_weight: weight of the value regression.
       policy_weight: weight of the policy cross-entropy (0 during a value warm-up).
       value_logits: [B, L, bins] of a categorical value head: the value loss is then the
@@ -71,12 +74,13 @@ def alphazero_loss(
     else:
         step_vlogits = gather_steps(value_logits, pos).astype(jnp.float32)
         value_err = optax.softmax_cross_entropy(step_vlogits, two_hot(z, value_logits.shape[-1]))
-    policy_loss = masked_mean(policy_ce, traj.valid)
+    chosen = policy_mask(traj.valid, traj.env_written)
+    policy_loss = masked_mean(policy_ce, chosen)
     value_loss = masked_mean(value_err, traj.valid)
     loss = policy_weight * policy_loss + value_weight * value_loss
     return loss, {
         "loss": loss,
         "policy_loss": policy_loss,
-        "policy_kl": policy_loss - masked_mean(entropy_pi, traj.valid),
+        "policy_kl": policy_loss - masked_mean(entropy_pi, chosen),
         "value_loss": value_loss,
     }

@@ -20,6 +20,12 @@ def gather_steps(x: Array, positions: Array) -> Array:
     return jnp.take_along_axis(x, idx, axis=1)
 
 
+def policy_mask(valid: Array, env_written: Array | None) -> Array:
+    """The steps (or targets) a policy loss, KL or entropy term counts: `valid` without the env-written ones
+    (a tool's answer is forced, not chosen, so the policy never trains on it). ``env_written`` None: none are."""
+    return valid if env_written is None else valid & ~env_written
+
+
 def masked_mean(x: Array, mask: Array) -> Array:
     """Mean of `x` over entries where `mask` is True (0 when none are)."""
     mask = mask.astype(x.dtype)

@@ -26,11 +26,12 @@ def distill_loss(logits: Array, batch: dict) -> tuple[Array, dict]:
     Args:
       logits: ``[B, L, A]`` the student's full forward of ``batch["tokens"]``.
       batch: ``tokens [B, L]``, ``prompt_length [B]``, ``length [B]`` and ``teacher_log_probs [B, L-1, A]``
-        (the teacher's log-softmax at positions ``0 .. L-2``, i.e. predicting tokens ``1 .. L-1``).
+        (the teacher's log-softmax at positions ``0 .. L-2``, i.e. predicting tokens ``1 .. L-1``); optionally
+        ``written [B, L]`` bool, the tokens the env wrote, which are not distilled.
     Returns:
       ``(loss, metrics)``; metrics hold ``token_accuracy`` (student argmax == sampled token).
     """
-    targets, mask = response_targets(batch["tokens"], batch["prompt_length"], batch["length"])
+    targets, mask = response_targets(batch["tokens"], batch["prompt_length"], batch["length"], batch.get("written"))
     log_q = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
     log_p = batch["teacher_log_probs"].astype(jnp.float32)
     p = jnp.exp(log_p)

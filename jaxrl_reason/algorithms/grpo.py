@@ -34,7 +34,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrl_reason.algorithms.common import gather_steps, masked_mean, step_positions
+from jaxrl_reason.algorithms.common import gather_steps, masked_mean, policy_mask, step_positions
 from jaxrl_reason.types import Array
 
 ESTIMATORS = ("grpo", "rloo", "dr_grpo")
@@ -128,6 +128,7 @@ def policy_gradient_loss(
     max_tokens: int | None = None,
     ref_log_p: Array | None = None,
     kl_coef: float = 0.0,
+    env_written: Array | None = None,
 ) -> tuple[Array, dict]:
     """The clipped surrogate (+ optional k3 KL), aggregated over valid steps (token-averaged by default).
 
@@ -142,10 +143,13 @@ def policy_gradient_loss(
       loss_agg, max_tokens: how per-token terms (surrogate and KL) become a scalar; see :func:`aggregate_loss`.
       ref_log_p: ``[B, T]`` the reference policy's log-probs (None: no KL term).
       kl_coef: weight of the KL term.
+      env_written: ``[B, T]`` bool or None: steps whose token the env wrote; they count nowhere (surrogate, KL,
+        metrics, and the token counts that average them).
     Returns:
       ``(loss, metrics)`` with ``pg_loss``, ``kl``, ``clip_fraction``, ``ratio`` (the last two token-averaged).
     """
     low, high = _clip_range(clip_eps, clip_eps_low, clip_eps_high)
+    valid = policy_mask(valid, env_written)
     agg = lambda x: aggregate_loss(x, valid, loss_agg=loss_agg, max_tokens=max_tokens)
     adv = advantages if advantages.ndim == 2 else advantages[:, None]
     adv = jnp.broadcast_to(adv, log_p.shape).astype(jnp.float32)

@@ -56,32 +56,39 @@ def _imitated_length(prompt_length: Array, length: Array, accepted: Array) -> Ar
     return jnp.where(accepted, length, prompt_length)
 
 
-def star_targets(tokens: Array, prompt_length: Array, length: Array, accepted: Array) -> tuple[Array, Array]:
+def star_targets(
+    tokens: Array, prompt_length: Array, length: Array, accepted: Array, written: Array | None = None
+) -> tuple[Array, Array]:
     """SFT targets of the accepted responses.
 
     Args:
       tokens: ``[B, L]`` int32 (prompt + response, padded).
       prompt_length, length: ``[B]`` int32.
       accepted: ``[B]`` bool (:func:`accepted_mask`).
+      written: ``[B, L]`` bool or None: tokens the env wrote, never imitated.
     Returns:
       ``targets [B, L-1]`` (the next token) and ``mask [B, L-1]``: True on the response targets of accepted
       responses only (the token weights of the imitation loss).
     """
-    return response_targets(tokens, prompt_length, _imitated_length(prompt_length, length, accepted))
+    return response_targets(tokens, prompt_length, _imitated_length(prompt_length, length, accepted), written)
 
 
-def star_loss(logits: Array, tokens: Array, prompt_length: Array, length: Array, accepted: Array) -> tuple[Array, dict]:
+def star_loss(
+    logits: Array, tokens: Array, prompt_length: Array, length: Array, accepted: Array, written: Array | None = None
+) -> tuple[Array, dict]:
     """Mean response cross-entropy over the tokens of accepted responses (0 when none is accepted).
 
     Args:
       logits: ``[B, L, A]`` from a full forward of ``tokens [B, L]``.
       prompt_length, length: ``[B]`` int32.
       accepted: ``[B]`` bool.
+      written: ``[B, L]`` bool or None: tokens the env wrote, never imitated.
     Returns:
       ``(loss, metrics)`` with ``loss``, ``token_accuracy`` (of the argmax on imitated tokens) and
       ``num_accepted``.
     """
-    loss, metrics = sft_loss(logits, tokens, prompt_length, _imitated_length(prompt_length, length, accepted))
+    imitated = _imitated_length(prompt_length, length, accepted)
+    loss, metrics = sft_loss(logits, tokens, prompt_length, imitated, written)
     return loss, {**metrics, "num_accepted": accepted.sum()}
 
 

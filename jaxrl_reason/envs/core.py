@@ -93,6 +93,13 @@ class TokenEnv(abc.ABC):
         policy. No policy loss, KL or entropy term is computed on them. Default: none (all False)."""
         return jnp.zeros(jnp.shape(state.tokens), bool)
 
+    @property
+    def writes_tokens(self) -> bool:
+        """Whether :meth:`written_mask` can be True anywhere (static). Rollouts fill ``Trajectory.env_written``
+        and imitation data gets its written mask only then, so envs that write nothing pay nothing. Default:
+        True iff the subclass overrides :meth:`written_mask`."""
+        return type(self).written_mask is not TokenEnv.written_mask
+
     # -- helpers --------------------------------------------------------------------------------------
     def _penalty_rewards(self, player: Array) -> Array:
         spec = self.spec

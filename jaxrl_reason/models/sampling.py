@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_reason.envs.core import TokenEnv
+from jaxrl_reason.envs.replay import written_steps
 from jaxrl_reason.models.transformer import PolicyValueTransformer
 from jaxrl_reason.types import Array, EnvState, Params, PRNGKey, Trajectory
 
@@ -106,7 +107,8 @@ def rollout(
       :class:`~jaxrl_reason.Trajectory` with ``T = spec.max_response_length`` steps: ``actions``
       (``spec.pad_id`` where not valid), ``log_probs`` (0 where not valid), ``values`` (the model's value
       of the state before each action, for the player to move; 0 where not valid), ``rewards [B,T,P]``, ``players``,
-      ``valid`` (the episode was live before the step), ``final_state``; ``policy`` is None.
+      ``valid`` (the episode was live before the step), ``final_state``; ``policy`` is None; ``env_written``
+      (live steps whose token the env wrote, ``env.written_mask``) when ``env.writes_tokens``, else None.
     """
     spec, cfg = env.spec, model.config
     _check_sampling_args(temperature, top_k, top_p, greedy)
@@ -150,6 +152,6 @@ def rollout(
         tokens=final.tokens,
         prompt_length=states.prompt_length,
         final_state=final,
-        policy=None,
+        env_written=written_steps(env, final, states.prompt_length, out["valid"]),
         **out,
     )

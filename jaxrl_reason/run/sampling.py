@@ -29,7 +29,8 @@ def sample_responses(
     with_logits: bool = False,
 ) -> dict[str, np.ndarray]:
     """Samples of ``agent`` (a :class:`jr.Agent`) on the problems: numpy ``tokens [N, L]``, ``prompt_length``,
-    ``length``, ``reward [N]`` (and ``teacher_log_probs [N, L-1, A]`` with ``with_logits``),
+    ``length``, ``reward [N]`` (and ``teacher_log_probs [N, L-1, A]`` with ``with_logits``; ``written [N, L]``, the
+    tokens the env wrote, when ``env.writes_tokens``),
     ``N = len(problem_dicts) * samples_per_problem``. Deterministic given `key`."""
     model = agent.model
     if model.config.num_actions != env.spec.num_actions or model.config.max_length < env.spec.max_length:
@@ -58,6 +59,8 @@ def _sampler(model, env, temperature: float, with_logits: bool):
             "length": traj.final_state.length,
             "reward": traj.returns[:, 0],
         }
+        if env.writes_tokens:
+            out["written"] = jax.vmap(env.written_mask)(traj.final_state)
         if with_logits:
             logits, _ = model.apply(params, traj.tokens)
             out["teacher_log_probs"] = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrl_reason.envs.replay import written_steps
 from jaxrl_reason.search.config import SearchConfig
 from jaxrl_reason.search.mcts import mcts_policy
 from jaxrl_reason.types import EnvState, Trajectory
@@ -37,7 +38,8 @@ def selfplay(
         (with Gumbel search and temperature 1, the search's own Gumbel-selected action).
       num_steps: steps to play (default ``spec.max_response_length``, enough to end every episode).
     Returns:
-      Trajectory with ``policy [B, T, A]``; ``log_probs`` are log π(action).
+      Trajectory with ``policy [B, T, A]``; ``log_probs`` are log π(action); ``env_written`` as in
+      :func:`jr.rollout` (None unless ``env.writes_tokens``).
     """
     spec = env.spec
     num_steps = num_steps or spec.max_response_length
@@ -74,5 +76,6 @@ def selfplay(
         tokens=final.tokens,
         prompt_length=states.prompt_length,
         final_state=final,
+        env_written=written_steps(env, final, states.prompt_length, rec["valid"]),
         **rec,
     )

@@ -2,8 +2,10 @@
 
 An algorithm is one module under ``jaxrl_reason/training/`` that provides an :class:`Algorithm`:
 
-* ``buffer(config, spec) -> dict``: zeros of what it stores between ``collect`` and ``update`` (part of the
-  train state, so a checkpoint taken between them resumes bit for bit);
+* ``buffer(config, spec, *, writes_tokens=False) -> dict``: zeros of what it stores between ``collect`` and
+  ``update`` (part of the train state, so a checkpoint taken between them resumes bit for bit);
+  ``writes_tokens`` (the env's ``TokenEnv.writes_tokens``) asks for room to mark env-written tokens, which no
+  policy loss trains on (only then, so runs on other envs keep their checkpoint layout);
 * ``build(ctx) -> (collect, update)``: pure functions of the train state (the loop jits them once):
   ``collect(state) -> (state, metrics)`` generates experience into ``state.buffer`` and
   ``update(state) -> (state, metrics)`` takes one optimizer step (through ``ctx.apply_grads``);
@@ -39,7 +41,7 @@ class BuildContext:
 @dataclasses.dataclass(frozen=True)
 class Algorithm:
     name: str
-    buffer: Callable[[Any, Any], dict]
+    buffer: Callable[..., dict]  # (config, spec, *, writes_tokens=False) -> dict
     build: Callable[[BuildContext], tuple[Callable, Callable]]
     collect_every: Callable[[Any], int]
     uses_reference: Callable[[Any], bool] = lambda config: False
@@ -80,7 +82,10 @@ def get_algorithm(config) -> Algorithm | None:
     return ALGORITHMS[config.algorithm]
 
 
-def empty_buffer(config, spec) -> dict:
-    """The buffer of the run's algorithm; imitation-only runs keep AlphaZero's (older runs' layout)."""
-    algo = get_algorithm(config) or ALGORITHMS["alphazero"]
-    return algo.buffer(config, spec)
+def empty_buffer(config, spec, *, writes_tokens: bool = False) -> dict:
+    """The buffer of the run's algorithm; imitation-only runs keep AlphaZero's, unused, in older runs' layout
+    (whatever the env writes)."""
+    algo = get_algorithm(config)
+    if algo is None:
+        return ALGORITHMS["alphazero"].buffer(config, spec)
+    return algo.buffer(config, spec, writes_tokens=writes_tokens)

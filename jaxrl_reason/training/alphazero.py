@@ -25,8 +25,9 @@ def capacity(config) -> int:
     return config.selfplay.replay_iterations * config.selfplay.num_episodes
 
 
-def buffer(config, spec) -> dict:
-    """Zeros of the replay: ``capacity`` episodes of tokens, actions, players, rewards and π per step."""
+def buffer(config, spec, *, writes_tokens: bool = False) -> dict:
+    """Zeros of the replay: ``capacity`` episodes of tokens, actions, players, rewards and π per step (and,
+    when the env writes tokens, ``env_written``: the steps left out of the policy loss)."""
     cap, steps = capacity(config), spec.max_response_length
     replay = {
         "tokens": jnp.zeros((cap, spec.max_length), jnp.int32),
@@ -39,6 +40,8 @@ def buffer(config, spec) -> dict:
     }
     if config.selfplay.value_target_mix > 0:  # only then: older runs' checkpoints keep their layout
         replay["values"] = jnp.zeros((cap, steps), jnp.float32)
+    if writes_tokens:  # likewise: only envs that write tokens (tool use) store which
+        replay["env_written"] = jnp.zeros((cap, steps), bool)
     return replay
 
 

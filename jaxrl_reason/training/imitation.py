@@ -2,10 +2,13 @@
 
 Its data is built once on the host (:func:`imitation_data`); step ``s`` trains on batch
 :func:`sft_batch` ``(data, s)``, a deterministic function of ``(seed, s)``, so a resumed run sees the same
-batches as one that never stopped.
+batches as one that never stopped. When the env writes tokens (a tool's answers, ``TokenEnv.writes_tokens``)
+the data also holds ``written [N, L]``, those tokens, which the loss leaves out.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import numpy as np
@@ -13,7 +16,8 @@ import numpy as np
 from jaxrl_reason import parallel
 from jaxrl_reason.algorithms.distill import distill_loss
 from jaxrl_reason.algorithms.sft import sft_loss
-from jaxrl_reason.problems import demonstration_set
+from jaxrl_reason.envs.replay import replay_written
+from jaxrl_reason.problems import demonstration_set, stack_problems
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.sampling import sample_responses
 
@@ -47,7 +51,7 @@ def sft_batch(
 
 
 def _trim(key: str, v: np.ndarray, width: int) -> np.ndarray:
-    if key == "tokens":
+    if key in ("tokens", "written"):
         return v[:, :width]
     if key == "teacher_log_probs":  # [N, L-1, A]: predictions of tokens 1..L-1
         return v[:, : width - 1]
@@ -88,7 +92,7 @@ def build_update(model, mesh, apply_grads):
             logits, _ = model.apply(params, batch["tokens"])
             if "teacher_log_probs" in batch:  # distillation, logits mode
                 return distill_loss(logits, batch)
-            return sft_loss(logits, batch["tokens"], batch["prompt_length"], batch["length"])
+            return sft_loss(logits, batch["tokens"], batch["prompt_length"], batch["length"], batch.get("written"))
 
         return apply_grads(state, loss_fn)
 
@@ -99,7 +103,17 @@ def imitation_data(config, env, model, problem_dicts: list[dict]) -> dict[str, n
     """The imitation phase's data: a teacher's samples (``distill.teacher_workdir``) or demonstrations."""
     if config.distill.teacher_workdir:
         return distillation_set(config, env, model, problem_dicts)
-    return demonstration_set(env, problem_dicts)
+    return with_written(env, demonstration_set(env, problem_dicts), problem_dicts)
+
+
+def with_written(env, data: dict[str, np.ndarray], problem_dicts: list[dict]) -> dict[str, np.ndarray]:
+    """`data` (``tokens``, ``prompt_length``, ``length`` answering `problem_dicts`, row for row) plus
+    ``written [N, L]``, the tokens the env writes (replayed through it), when ``env.writes_tokens``; else `data`."""
+    if not env.writes_tokens:
+        return data
+    replay = jax.jit(functools.partial(replay_written, env))
+    written = replay(stack_problems(env, problem_dicts), data["tokens"], data["prompt_length"], data["length"])
+    return {**data, "written": np.asarray(written)}
 
 
 def distillation_set(config, env, model, problem_dicts: list[dict]) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxrl_reason.algorithms.common import policy_mask
 from jaxrl_reason.algorithms.grpo import (
     group_advantages,
     group_rows,
@@ -29,8 +30,10 @@ from jaxrl_reason.models import rollout
 from jaxrl_reason.training import process_reward
 
 
-def buffer(config, spec) -> dict:
-    """Zeros of the stored RL batch: ``B = num_problems * group_size`` rows."""
+def buffer(config, spec, *, writes_tokens: bool = False) -> dict:
+    """Zeros of the stored RL batch: ``B = num_problems * group_size`` rows. Its ``valid`` marks the steps the
+    loss counts: live ones the policy chose, not those the env wrote (so `writes_tokens` adds no key)."""
+    del writes_tokens
     b, t = config.rl.num_problems * config.rl.group_size, spec.max_response_length
     return {
         "tokens": jnp.zeros((b, spec.max_length), jnp.int32),
@@ -106,7 +109,7 @@ def build(ctx):
             "tokens": traj.tokens,
             "prompt_length": traj.prompt_length.astype(jnp.int32),
             "actions": traj.actions,
-            "valid": traj.valid,
+            "valid": policy_mask(traj.valid, traj.env_written),
             "log_probs": traj.log_probs.astype(jnp.float32),
             "advantages": adv,
         }

@@ -12,6 +12,7 @@ accepts, imitate it.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxrl_reason.algorithms.star import accepted_mask, outcome_value_loss, star_loss
@@ -19,8 +20,9 @@ from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.training.policy_gradient import sample_groups
 
 
-def buffer(config, spec) -> dict:
-    """Zeros of the stored batch: ``num_problems * group_size`` responses and which are accepted."""
+def buffer(config, spec, *, writes_tokens: bool = False) -> dict:
+    """Zeros of the stored batch: ``num_problems * group_size`` responses and which are accepted (and, when the
+    env writes tokens, ``written [B, L]``: the tokens it wrote, never imitated)."""
     b = config.rl.num_problems * config.rl.group_size
     out = {
         "tokens": jnp.zeros((b, spec.max_length), jnp.int32),
@@ -30,28 +32,31 @@ def buffer(config, spec) -> dict:
     }
     if config.star.value_weight > 0:  # only then, so runs without it keep their checkpoint layout
         out["reward"] = jnp.zeros((b,), jnp.float32)
+    if writes_tokens:  # likewise: only envs that write tokens (tool use)
+        out["written"] = jnp.zeros((b, spec.max_length), bool)
     return out
 
 
 def sampled_responses(ctx, state) -> tuple[jnp.ndarray, ...]:
-    """``(tokens [B, L], prompt_length [B], length [B], reward [B])`` of ``rl.group_size`` responses sampled at
-    ``rl.temperature`` to each of ``rl.num_problems`` training problems (the GRPO sampling step)."""
+    """``(final states [B], reward [B])`` of ``rl.group_size`` responses sampled at ``rl.temperature`` to each of
+    ``rl.num_problems`` training problems (the GRPO sampling step)."""
     traj = sample_groups(ctx, state, ctx.config.rl.num_problems)
-    return traj.tokens, traj.prompt_length, traj.final_state.length, traj.returns[:, 0]
+    return traj.final_state, traj.returns[:, 0]
 
 
 def build(ctx, responses=sampled_responses, *, keep_all: bool = False):
     """``(collect, update)`` of expert iteration (see the module docstring). `responses(ctx, state)` makes the
-    batch (rows ``i*G .. i*G+G-1`` answer problem ``i``); ``keep_all`` imitates every response, not only the
-    verified ones (training/step_search.py)."""
-    config, model = ctx.config, ctx.model
+    batch, ``(final states, rewards)`` (rows ``i*G .. i*G+G-1`` answer problem ``i``); ``keep_all`` imitates every
+    response, not only the verified ones (training/step_search.py)."""
+    config, model, env = ctx.config, ctx.model, ctx.env
     rl = config.rl
     n, g = rl.num_problems, rl.group_size
     cap = int(config.star.max_per_problem) or None
     value_weight = float(config.star.value_weight)
 
     def collect(state):
-        tokens, prompt_length, length, rewards = responses(ctx, state)
+        final, rewards = responses(ctx, state)
+        tokens, prompt_length, length = final.tokens, final.prompt_length, final.length
         accepted = accepted_mask(rewards, problem_index=jnp.arange(n * g) // g, max_per_problem=cap)
         batch = {
             "tokens": tokens,
@@ -61,6 +66,8 @@ def build(ctx, responses=sampled_responses, *, keep_all: bool = False):
         }
         if value_weight > 0:
             batch["reward"] = rewards.astype(jnp.float32)
+        if env.writes_tokens:
+            batch["written"] = jax.vmap(env.written_mask)(final)
         solved = (rewards == 1.0).reshape(n, g).any(1)
         metrics = {
             "rl_accuracy": (rewards == 1.0).mean(),
@@ -75,8 +82,9 @@ def build(ctx, responses=sampled_responses, *, keep_all: bool = False):
 
         def loss_fn(params):
             logits, values = model.apply(params, batch["tokens"])
+            b = batch
             loss, metrics = star_loss(
-                logits, batch["tokens"], batch["prompt_length"], batch["length"], batch["accepted"]
+                logits, b["tokens"], b["prompt_length"], b["length"], b["accepted"], b.get("written")
             )
             if value_weight > 0:
                 v_loss, v_metrics = outcome_value_loss(values, batch["prompt_length"], batch["length"], batch["reward"])

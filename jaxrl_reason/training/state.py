@@ -85,7 +85,7 @@ def init_state(config, env, model, tx, *, mesh=None) -> TrainState:
         opt_state=tx.init(params),
         step=jnp.int32(0),
         key=k_run,
-        buffer=empty_buffer(config, env.spec),
+        buffer=empty_buffer(config, env.spec, writes_tokens=env.writes_tokens),
         buffer_count=jnp.int32(0),
         ref_params=jax.tree.map(jnp.copy, params) if algo is not None and algo.uses_reference(config) else None,
     )

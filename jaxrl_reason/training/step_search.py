@@ -32,11 +32,10 @@ def search_kwargs(config) -> dict:
 
 
 def searched_responses(ctx, state):
-    """``(tokens, prompt_length, length, reward)`` of step-MCTS episodes, ``rl.group_size`` per problem."""
+    """``(final states, reward)`` of step-MCTS episodes, ``rl.group_size`` per problem."""
     states, key = group_states(ctx, state, ctx.config.rl.num_problems)
     out = decode(ctx.model, state.params, ctx.env, states, key, method="step_mcts", **search_kwargs(ctx.config))
-    final = out.final_state
-    return out.tokens, final.prompt_length, final.length, out.returns[:, 0]
+    return out.final_state, out.returns[:, 0]
 
 
 def build(ctx):

@@ -1,7 +1,8 @@
 """``calc``: a pure-JAX calculator for one binary operation on non-negative integers.
 
 A call is ``a op b`` with ``a, b`` canonical decimals (no sign, no leading zero) of at most 9 digits and
-``op`` one of ``+ - * /``; the answer is the exact integer result in canonical decimal (``-`` for a
+``op`` one of ``+ - * /`` (in countdown's exact arithmetic, ``countdown_parser.binop``); the answer is the exact
+integer result in canonical decimal (``-`` for a
 negative difference). Division must be exact; a result outside int32, a division by zero, an inexact
 division or any other text is an error (``?``). Called as ``[47*8=`` and answered ``376]``.
 Python twin: :func:`calculate_text` (tested equal on fuzzed calls).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxrl_reason.envs.tasks import _text
+from jaxrl_reason.envs.tasks import _text, countdown_parser
 from jaxrl_reason.envs.tools.base import Tool
 from jaxrl_reason.types import Array
 
@@ -59,20 +60,9 @@ class Calculator(Tool):
         a, ok_a = _text.parse_decimal(call, at, MAX_OPERAND_DIGITS, tokenizer)
         right = jnp.where(idx + at + 1 < call.shape[0], call[jnp.clip(idx + at + 1, 0, call.shape[0] - 1)], -1)
         b, ok_b = _text.parse_decimal(right, call_length - at - 1, MAX_OPERAND_DIGITS, tokenizer)
-        value, ok_v = _apply(code, a, b)
-        ok = is_op.any() & ok_a & ok_b & ok_v
+        value, bad = countdown_parser.binop(code + 1, a, b, INT32_MAX)  # countdown's exact arithmetic
+        ok = is_op.any() & ok_a & ok_b & ~bad
         return (*_render_signed(jnp.where(ok, value, 0), self.max_answer_length, tokenizer), ok)
-
-
-def _apply(code: Array, a: Array, b: Array) -> tuple[Array, Array]:
-    """``a op b`` in int32 for ``0 <= a, b < 10**9`` with overflow and exactness checks."""
-    safe_b = jnp.maximum(b, 1)
-    add_ok = a <= INT32_MAX - b
-    mul_ok = (b == 0) | (a <= INT32_MAX // safe_b)
-    div_ok = (b != 0) & (a % safe_b == 0)
-    values = jnp.stack([a + b, a - b, a * b, a // safe_b])
-    oks = jnp.stack([add_ok, jnp.bool_(True), mul_ok, div_ok])
-    return values[code], oks[code]
 
 
 def _render_signed(value: Array, width: int, tokenizer) -> tuple[Array, Array]:

@@ -172,12 +172,16 @@ def test_multiply_task_demonstrations_and_lengths():
     assert float(state.rewards[0]) == 1.0
 
 
-def test_token_mcts_at_a_forced_state_plays_the_tools_answer():
+def _after_call_12_times_7():
+    """A random tiny policy and two copies of the state right after the model wrote ``[12*7=``."""
     env = CALC_ENV
     model = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(env.spec, d_model=16, num_heads=2, num_layers=1))
-    params = model.init(jax.random.key(0))
     state = _play(env, {"a": 12, "b": 7}, "[12*7=")
-    batch = jax.tree.map(lambda x: jnp.stack([x, x]), state)
+    return env, model, model.init(jax.random.key(0)), jax.tree.map(lambda x: jnp.stack([x, x]), state)
+
+
+def test_token_mcts_at_a_forced_state_plays_the_tools_answer():
+    env, model, params, batch = _after_call_12_times_7()
     out = jr.mcts_policy(model, params, env, batch, jax.random.key(0), num_simulations=8, top_k=4)
     eight = TOK.id_of("8")
     assert np.asarray(out.action).tolist() == [eight, eight]
@@ -185,11 +189,7 @@ def test_token_mcts_at_a_forced_state_plays_the_tools_answer():
 
 
 def test_step_mcts_candidates_start_with_the_tools_answer():
-    env = CALC_ENV
-    model = jr.PolicyValueTransformer(jr.TransformerConfig.for_env(env.spec, d_model=16, num_heads=2, num_layers=1))
-    params = model.init(jax.random.key(0))
-    state = _play(env, {"a": 12, "b": 7}, "[12*7=")
-    batch = jax.tree.map(lambda x: jnp.stack([x, x]), state)
+    env, model, params, batch = _after_call_12_times_7()
     out = jr.step_mcts_policy(
         model, params, env, batch, jax.random.key(0), num_simulations=4, num_candidates=3, max_step_length=6
     )

@@ -26,6 +26,7 @@ _EXPORTS = {
     "ConnectFour": "jaxrl_reason.envs",
     "HostVerifiedTask": "jaxrl_reason.envs",
     "ReasoningTask": "jaxrl_reason.envs",
+    "RetokenizedTask": "jaxrl_reason.envs",
     "TicTacToe": "jaxrl_reason.envs",
     "TokenEnv": "jaxrl_reason.envs",
     "Tokenizer": "jaxrl_reason.envs",
@@ -34,6 +35,7 @@ _EXPORTS = {
     "register": "jaxrl_reason.envs",
     "register_family": "jaxrl_reason.envs",
     "registered_envs": "jaxrl_reason.envs",
+    "with_tokenizer": "jaxrl_reason.envs",
     "EnvSpec": "jaxrl_reason.types",
     "EnvState": "jaxrl_reason.types",
     "SearchOutput": "jaxrl_reason.types",
@@ -94,6 +96,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         ConnectFour,
         HostVerifiedTask,
         ReasoningTask,
+        RetokenizedTask,
         TicTacToe,
         TokenEnv,
         Tokenizer,
@@ -102,6 +105,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         register,
         register_family,
         registered_envs,
+        with_tokenizer,
     )
     from jaxrl_reason.evaluation import evaluate  # noqa: F401
     from jaxrl_reason.models import (  # noqa: F401

@@ -1,6 +1,6 @@
 """Token-MDP environments: template, registry, tokenizers (characters, BPE), tasks and games."""
 
-from jaxrl_reason.envs.adapters import ASCII_TOKENIZER, HostVerifiedTask
+from jaxrl_reason.envs.adapters import ASCII_TOKENIZER, HostVerifiedTask, RetokenizedTask, with_tokenizer
 from jaxrl_reason.envs.api_test import api_test
 from jaxrl_reason.envs.bpe import BPETokenizer
 from jaxrl_reason.envs.core import TokenEnv, tree_select
@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_TOKENIZER",
     "HostVerifiedTask",
     "ReasoningTask",
+    "RetokenizedTask",
     "TicTacToe",
     "TokenEnv",
     "Tokenizer",
@@ -25,4 +26,5 @@ __all__ = [
     "register_family",
     "registered_envs",
     "tree_select",
+    "with_tokenizer",
 ]

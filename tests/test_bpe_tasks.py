@@ -36,7 +36,8 @@ def test_addition_over_bpe_legal_actions_and_spec(tok):
     assert mask.shape == (spec.num_actions,) and not mask[tok.vocab_size :].any()  # padding rows never legal
     assert mask[tok.eos_id] and mask[tok.answer_id] and not mask[tok.pad_id]
     assert not mask[tok.id_of("<|im_start|>")]  # other special tokens are not text of the task
-    assert {"0", "9", "+", "=", ","} <= texts and all(set(t) <= set("0123456789+=,") for t in texts - {tok.eos, tok.answer_marker})
+    words = texts - {tok.eos, tok.answer_marker}
+    assert {"0", "9", "+", "=", ","} <= words and all(set(t) <= set("0123456789+=,") for t in words)
     assert any(len(t) > 1 for t in texts)  # merged tokens ("39", ...) are legal too
     assert not any(" " in t or "." in t for t in texts)
     jr.api_test(env)  # includes verify == score_text on finished episodes and demonstrations earning 1

@@ -10,7 +10,8 @@ import optax
 from flax import struct
 
 from jaxrl_reason import parallel
-from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig
+from jaxrl_reason.models import PolicyValueTransformer
+from jaxrl_reason.run.pretrained import model_config
 from jaxrl_reason.training.algorithm import empty_buffer, get_algorithm
 
 
@@ -36,8 +37,8 @@ def is_reasoning_task(env) -> bool:
 
 
 def build_model(config, env) -> PolicyValueTransformer:
-    overrides = dict(config.model.overrides)
-    return PolicyValueTransformer(TransformerConfig.for_env(env.spec, config.model.preset, **overrides))
+    """The run's model: ``model.preset`` with ``model.overrides``, or ``model.pretrained``'s architecture."""
+    return PolicyValueTransformer(model_config(config, env))
 
 
 def learning_rate_schedule(config) -> optax.Schedule:

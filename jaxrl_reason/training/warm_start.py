@@ -13,6 +13,7 @@ from jaxrl_reason.config import ConfigError, config_to_dict
 from jaxrl_reason.models import TransformerConfig
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer, CheckpointError
+from jaxrl_reason.run.pretrained import pretrained_dir, pretrained_params
 from jaxrl_reason.training.state import TrainState, build_model
 
 
@@ -88,6 +89,16 @@ def init_params_from(config, env, model, state: TrainState) -> tuple[TrainState,
     params = jax.tree.map(lambda new, like: jax.device_put(new, like.sharding), src.params, state.params)
     ref = None if state.ref_params is None else jax.tree.map(jnp.copy, params)
     return state.replace(params=params, ref_params=ref), source
+
+
+def init_params_pretrained(config, env, state: TrainState, *, mesh=None) -> tuple[TrainState, str]:
+    """`state` with ``model.pretrained``'s params (and GRPO/RLOO's reference policy the same); the optimizer
+    state, step, key and buffer stay a fresh run's. Returns ``(state, DIR)``. Only for a fresh run: a resumed
+    one takes its params from its own checkpoint."""
+    params = pretrained_params(config, env, mesh=mesh)
+    params = jax.tree.map(lambda new, like: jax.device_put(new, like.sharding), params, state.params)
+    ref = None if state.ref_params is None else jax.tree.map(jnp.copy, params)
+    return state.replace(params=params, ref_params=ref), pretrained_dir(config)
 
 
 def write_meta(workdir: str, meta: dict) -> None:

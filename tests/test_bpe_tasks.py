@@ -52,8 +52,8 @@ def test_char_level_task_is_unchanged():
 
 def _random_responses(env, tok, key, n):
     """Demonstrations (right), demonstrations with "+1" appended, and random legal token strings."""
-    keys = jax.random.split(key, n)
-    problems = [env.problem_to_dict(env.sample_problem(k)) for k in keys]
+    batch = jax.device_get(jax.vmap(env.sample_problem)(jax.random.split(key, n)))
+    problems = [env.problem_to_dict(jax.tree.map(lambda x, i=i: x[i], batch)) for i in range(n)]
     legal = np.flatnonzero(env._legal_mask)
     rng = np.random.default_rng(0)
     texts = []
@@ -104,11 +104,21 @@ def test_bpe_reward_equals_score_text_on_sampled_responses(tok):
 def test_host_verified_task_over_bpe(tok):
     problems = [{"prompt": f"what is {a} plus {b}?", "answer": str(a + b)} for a in range(5) for b in range(3)]
 
-    def scorer(d, text):
-        return float(text.split(tok.answer_marker)[-1] == d["answer"])
+    class Scorer:
+        def __init__(self, marker):
+            self.marker = marker
 
-    env = HostVerifiedTask(problems, scorer, tokenizer=tok, answer_key="answer", timeout_s=None,
-                           num_actions=QWEN_VOCAB, max_response_length=8)  # fmt: skip
+        def __call__(self, d, text):
+            return float(text.split(self.marker)[-1] == d["answer"])
+
+        def with_tokenizer(self, new):  # as reasoning-gym's scorer: it reads the answer marker
+            return Scorer(new.answer_marker)
+
+    scorer = Scorer(jr.ASCII_TOKENIZER.answer_marker)
+
+    ascii_env = HostVerifiedTask(problems, scorer, answer_key="answer", timeout_s=None, max_response_length=8)
+    env = jr.with_tokenizer(ascii_env, tok, num_actions=QWEN_VOCAB)
+    assert isinstance(env, HostVerifiedTask) and env.scorer.marker == tok.answer_marker
     assert env.spec.num_actions == QWEN_VOCAB
     mask = env._legal_mask
     assert not mask[tok.vocab_size :].any() and not mask[tok.id_of("<|im_start|>")] and mask[tok.answer_id]
@@ -118,8 +128,8 @@ def test_host_verified_task_over_bpe(tok):
     rewards, responses = _episode_rewards(env, tok, picked, texts)
     np.testing.assert_array_equal(rewards, [env.score_text(d, r) for d, r in zip(picked, responses, strict=True)])
     assert rewards.tolist() == [float(i % 2 or d["answer"] == "7") for i, d in enumerate(picked)]
-    rebuilt = env.with_tokenizer(tok, num_actions=tok.vocab_size)
-    assert rebuilt.spec.num_actions == tok.vocab_size and rebuilt.problems == env.problems
+    direct = HostVerifiedTask(problems, Scorer(tok.answer_marker), tokenizer=tok, timeout_s=None, num_actions=None)
+    assert direct.spec.num_actions == tok.vocab_size and direct.max_prompt_length == env.max_prompt_length
 
 
 def test_bad_vocabularies_are_clear_errors(tok):
@@ -145,7 +155,7 @@ def test_top_k_mcts_at_qwen_vocabulary(tok):
     model = jr.PolicyValueTransformer(config)
     params = model.init(jax.random.PRNGKey(0))
     states = jax.vmap(env.init)(jax.random.split(jax.random.PRNGKey(1), 2))
-    search = jax.jit(lambda p, s, k: jr.mcts_policy(model, p, env, s, k, num_simulations=8, top_k=4))
+    search = jax.jit(lambda p, s, k: jr.mcts_policy(model, p, env, s, k, num_simulations=4, top_k=4))
     out = search(params, states, jax.random.PRNGKey(2))
     weights = np.asarray(out.action_weights)
     assert weights.shape == (2, QWEN_VOCAB)

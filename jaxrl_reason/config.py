@@ -46,6 +46,11 @@ def base_config() -> ml_collections.ConfigDict:
     # the directory holds a tokenizer.json the task runs over that vocabulary (jr.with_tokenizer). A resumed
     # run takes its params from its own checkpoint. model.overrides may then set only PRETRAINED_OVERRIDES.
     c.model.pretrained = ""
+    # LoRA (jaxrl_reason/models/lora.py): rank > 0 freezes the base params and trains low-rank adapters of the
+    # projections named in lora_targets ("qkv", "attn_out", "mlp_in", "mlp_gate", "mlp_out") and the value head.
+    c.model.lora_rank = 0
+    c.model.lora_alpha = 16.0
+    c.model.lora_targets = ("qkv", "attn_out", "mlp_in", "mlp_gate", "mlp_out")
 
     c.optim = ml_collections.ConfigDict()
     c.optim.learning_rate = 1e-3
@@ -402,6 +407,8 @@ _DOMAINS = {
     "eval_every": _POSITIVE,
     "log_every": _POSITIVE,
     "keep_checkpoints": _POSITIVE,
+    "model.lora_rank": _NON_NEGATIVE,
+    "model.lora_alpha": _POSITIVE,
     "optim.learning_rate": _POSITIVE,
     "optim.warmup_steps": _NON_NEGATIVE,
     "optim.end_learning_rate_ratio": _UNIT,

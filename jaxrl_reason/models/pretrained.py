@@ -29,6 +29,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from jaxrl_reason.models.lora import merge_lora
 from jaxrl_reason.models.transformer import PolicyValueTransformer, TransformerConfig
 from jaxrl_reason.parallel import param_shardings
 
@@ -457,8 +458,10 @@ def save_pretrained(
 
     `architecture` defaults from the options: ``Qwen3ForCausalLM`` with ``qk_norm``, ``Qwen2ForCausalLM``
     with ``qkv_bias``, else ``LlamaForCausalLM``. :func:`load_pretrained` of the directory gives back the
-    same config and bit-identical params. Params are gathered to this host (one process).
+    same config and bit-identical params. A model with LoRA adapters is written merged
+    (:func:`~jaxrl_reason.models.lora.merge_lora`). Params are gathered to this host (one process).
     """
+    params, config = merge_lora(params, config)  # LoRA adapters folded into the weights
     hf = config_to_hf(config, architecture)
     path = os.path.expanduser(path)
     os.makedirs(path, exist_ok=True)

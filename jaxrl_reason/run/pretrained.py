@@ -9,6 +9,7 @@ vocabulary as its actions (:func:`jr.with_tokenizer`). The tokenizer files are c
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 
@@ -16,6 +17,7 @@ from jaxrl_reason.config import PRETRAINED_OVERRIDES, ConfigError
 from jaxrl_reason.envs import BPETokenizer, make, with_tokenizer
 from jaxrl_reason.envs.bpe import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from jaxrl_reason.models import TransformerConfig, load_pretrained, pretrained_config
+from jaxrl_reason.models.lora import DEFAULT_TARGETS as DEFAULT_LORA_TARGETS
 from jaxrl_reason.models.pretrained import CONFIG_FILE
 
 #: where a run keeps a copy of its pretrained tokenizer, under its workdir
@@ -60,11 +62,15 @@ def make_run_env(config):
 
 
 def model_config(config, env) -> TransformerConfig:
-    """The run's model config: ``model.pretrained``'s (sized to the env's episodes) or the preset's."""
+    """The run's model config: ``model.pretrained``'s (sized to the env's episodes) or the preset's, with the
+    ``model.lora_*`` adapters."""
     path = pretrained_dir(config)
+    m = config.model
+    lora = dict(lora_rank=m.get("lora_rank", 0), lora_alpha=m.get("lora_alpha", 16.0))
+    lora["lora_targets"] = tuple(m.get("lora_targets", DEFAULT_LORA_TARGETS))
     if path:
-        return pretrained_config(path, max_length=env.spec.max_length, **_options(config))
-    return TransformerConfig.for_env(env.spec, config.model.preset, **dict(config.model.overrides))
+        return dataclasses.replace(pretrained_config(path, max_length=env.spec.max_length, **_options(config)), **lora)
+    return TransformerConfig.for_env(env.spec, m.preset, **{**lora, **dict(m.overrides)})
 
 
 def pretrained_params(config, env, *, mesh=None):

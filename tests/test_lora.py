@@ -108,3 +108,24 @@ def test_lora_config_errors():
         dataclasses.replace(BASE, lora_rank=2, lora_targets=("qkv", "embed"))
     with pytest.raises(ValueError, match="lora_rank >= 0"):
         dataclasses.replace(BASE, lora_rank=-1)
+
+
+def test_a_lora_run_trains_only_its_adapters_and_reloads(tmp_path):
+    from jaxrl_reason.training.loop import train
+    from tests.test_train import tiny_config
+
+    config = tiny_config(algorithm="none", total_steps=2, sft__steps=2, checkpoint_every=1, eval_every=2)
+    config.model.lora_rank = 2
+    train(config, str(tmp_path), progress=False)
+    one, two = jr.Agent.load(str(tmp_path), step=1), jr.Agent.load(str(tmp_path), step=2)
+    assert two.model.config.lora_rank == 2
+    # the update between the two checkpoints changed every adapter and nothing frozen (SFT gives the value bias
+    # no gradient: only the value head's weights, by weight decay, may move besides the adapters)
+    labels = param_labels(two.params)
+    moved = jax.tree.map(lambda a, b: not np.array_equal(np.asarray(a), np.asarray(b)), one.params, two.params)
+    for (path, m), lab in zip(jax.tree_util.tree_flatten_with_path(moved)[0], jax.tree.leaves(labels), strict=True):
+        if str(path[-1].key).startswith("lora_"):
+            assert m, path  # every adapter trained
+        elif lab == "frozen":
+            assert not m, path  # the base did not move
+    assert any(jax.tree.leaves(moved)) and sum(lab == "frozen" for lab in jax.tree.leaves(labels)) == 9

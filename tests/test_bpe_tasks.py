@@ -10,6 +10,7 @@ from tokenizers import models, pre_tokenizers, trainers
 import jaxrl_reason as jr
 from jaxrl_reason.envs.adapters.host import HostVerifiedTask
 from jaxrl_reason.problems import stack_problems
+from jaxrl_reason.search.step_mcts import default_step_ids
 from tests.test_bpe_tokenizer import train_bpe, write_tokenizer
 
 QWEN_VOCAB = 151_936  # Qwen2.5's embedding rows (its tokenizer has 151,665 tokens)
@@ -145,6 +146,8 @@ def test_bad_vocabularies_are_clear_errors(tok):
         jr.with_tokenizer(char_task, no_plus)
     with pytest.raises(ValueError, match="not a reasoning task"):
         jr.with_tokenizer(jr.make("tic-tac-toe-v0"), tok)
+    with pytest.raises(ValueError, match="step search needs a character tokenizer"):
+        default_step_ids(jr.with_tokenizer(char_task, tok))
     assert train_bpe().get_vocab_size() == tok.vocab_size - 1  # the fixture: the marker was added
 
 

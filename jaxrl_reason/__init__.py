@@ -27,6 +27,7 @@ _EXPORTS = {
     "HostTool": "jaxrl_reason.envs",
     "HostVerifiedTask": "jaxrl_reason.envs",
     "ReasoningTask": "jaxrl_reason.envs",
+    "RetokenizedTask": "jaxrl_reason.envs",
     "TicTacToe": "jaxrl_reason.envs",
     "TokenEnv": "jaxrl_reason.envs",
     "Tokenizer": "jaxrl_reason.envs",
@@ -39,6 +40,7 @@ _EXPORTS = {
     "registered_envs": "jaxrl_reason.envs",
     "register_tool": "jaxrl_reason.envs",
     "registered_tools": "jaxrl_reason.envs",
+    "with_tokenizer": "jaxrl_reason.envs",
     "EnvSpec": "jaxrl_reason.types",
     "EnvState": "jaxrl_reason.types",
     "SearchOutput": "jaxrl_reason.types",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         HostTool,
         HostVerifiedTask,
         ReasoningTask,
+        RetokenizedTask,
         TicTacToe,
         TokenEnv,
         Tokenizer,
@@ -112,6 +115,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         register_tool,
         registered_envs,
         registered_tools,
+        with_tokenizer,
     )
     from jaxrl_reason.evaluation import evaluate  # noqa: F401
     from jaxrl_reason.models import (  # noqa: F401

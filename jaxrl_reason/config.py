@@ -41,6 +41,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.preset = "tiny"
     c.model.overrides = ml_collections.ConfigDict()  # e.g. d_model, num_layers
+    # A Hugging Face model directory (config.json + model.safetensors; Llama 3, Qwen2/2.5, Qwen3, Gemma 2): a
+    # fresh run starts from its weights (jr.load_pretrained) instead of model.preset's random init, and when
+    # the directory holds a tokenizer.json the task runs over that vocabulary (jr.with_tokenizer). A resumed
+    # run takes its params from its own checkpoint. model.overrides may then set only PRETRAINED_OVERRIDES.
+    c.model.pretrained = ""
+    # LoRA (jaxrl_reason/models/lora.py): rank > 0 freezes the base params and trains low-rank adapters of the
+    # projections named in lora_targets ("qkv", "attn_out", "mlp_in", "mlp_gate", "mlp_out") and the value head.
+    c.model.lora_rank = 0
+    c.model.lora_alpha = 16.0
+    c.model.lora_targets = ("qkv", "attn_out", "mlp_in", "mlp_gate", "mlp_out")
 
     c.optim = ml_collections.ConfigDict()
     c.optim.learning_rate = 1e-3
@@ -397,6 +407,8 @@ _DOMAINS = {
     "eval_every": _POSITIVE,
     "log_every": _POSITIVE,
     "keep_checkpoints": _POSITIVE,
+    "model.lora_rank": _NON_NEGATIVE,
+    "model.lora_alpha": _POSITIVE,
     "optim.learning_rate": _POSITIVE,
     "optim.warmup_steps": _NON_NEGATIVE,
     "optim.end_learning_rate_ratio": _UNIT,
@@ -470,6 +482,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if not math.isfinite(value):
             raise ConfigError(f"config key {key!r} must be finite, got {value!r}")
     _validate_steps(config)
+    _validate_pretrained(config)
     _validate_rl(config)
     _validate_devices(config)
     if config.eval.tfds_name and not config.eval.tfds_data_dir:
@@ -490,6 +503,23 @@ def _validate_steps(config) -> None:
             f"selfplay.value_warmup_steps runs after sft.steps: sft.steps + value_warmup_steps must be <= "
             f"total_steps={config.total_steps}, got {config.sft.steps} + {warmup}"
         )
+
+
+#: the model.overrides a run from model.pretrained may set (the checkpoint fixes the architecture)
+PRETRAINED_OVERRIDES = ("dtype", "param_dtype", "value_head", "num_value_bins")
+
+
+def _validate_pretrained(config) -> None:
+    if not config.model.pretrained:
+        return
+    fixed = sorted(set(config.model.overrides) - set(PRETRAINED_OVERRIDES))
+    if fixed:
+        raise ConfigError(
+            f"model.pretrained={config.model.pretrained!r} fixes the architecture: model.overrides may set only "
+            f"{PRETRAINED_OVERRIDES}, got {fixed}"
+        )
+    if config.init.workdir:
+        raise ConfigError("model.pretrained and init.workdir both name the starting params: set one of them")
 
 
 def _validate_rl(config) -> None:

@@ -138,13 +138,32 @@ def opt_state_shardings(tx, opt_state: Any, params_sharding: Any, mesh: Mesh) ->
     """Optimizer state laid out like the params it mirrors (Adam moments); scalars replicated."""
     import optax
 
-    return optax.tree_map_params(
-        tx,
-        lambda _, sharding: sharding,
-        opt_state,
-        params_sharding,
-        transform_non_params=lambda _: replicated(mesh),
-    )
+    try:
+        return optax.tree_map_params(
+            tx,
+            lambda _, sharding: sharding,
+            opt_state,
+            params_sharding,
+            transform_non_params=lambda _: replicated(mesh),
+        )
+    except ValueError:  # states optax cannot map (multi_transform's masked ones: LoRA): match by param path
+        return _shardings_by_path(opt_state, params_sharding, mesh)
+
+
+def _shardings_by_path(opt_state: Any, params_sharding: Any, mesh: Mesh) -> Any:
+    """Each optimizer-state leaf whose key path ends with a param's path takes that param's sharding."""
+
+    def keys(path) -> tuple:
+        return tuple(getattr(p, "key", None) for p in path if hasattr(p, "key"))
+
+    by_path = {keys(p): s for p, s in jax.tree_util.tree_flatten_with_path(params_sharding)[0]}
+
+    def sharding(path, _):
+        k = keys(path)
+        hits = [by_path[k[i:]] for i in range(len(k)) if k[i:] in by_path]
+        return hits[0] if hits else replicated(mesh)
+
+    return jax.tree_util.tree_map_with_path(sharding, opt_state)
 
 
 def state_shardings(state: Any, model, tx, mesh: Mesh) -> Any:

@@ -1,6 +1,6 @@
 """Token-MDP environments: template, registry, tokenizers (characters, BPE), tasks and games."""
 
-from jaxrl_reason.envs.adapters import ASCII_TOKENIZER, HostVerifiedTask
+from jaxrl_reason.envs.adapters import ASCII_TOKENIZER, HostVerifiedTask, RetokenizedTask, with_tokenizer
 from jaxrl_reason.envs.api_test import api_test
 from jaxrl_reason.envs.bpe import BPETokenizer
 from jaxrl_reason.envs.core import TokenEnv, tree_select
@@ -18,6 +18,7 @@ __all__ = [
     "HostTool",
     "HostVerifiedTask",
     "ReasoningTask",
+    "RetokenizedTask",
     "TicTacToe",
     "TokenEnv",
     "Tokenizer",
@@ -31,4 +32,5 @@ __all__ = [
     "registered_envs",
     "registered_tools",
     "tree_select",
+    "with_tokenizer",
 ]

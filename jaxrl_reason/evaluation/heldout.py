@@ -14,10 +14,12 @@ import jax
 import numpy as np
 
 from jaxrl_reason import parallel
+from jaxrl_reason.envs.bpe import BPETokenizer
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.models import rollout
 from jaxrl_reason.problems import initial_states, padded_chunks
 from jaxrl_reason.run.agent import METHODS, Agent, checked_search, default_temperature
+from jaxrl_reason.run.pretrained import over_tokenizer
 from jaxrl_reason.search import SearchConfig, selfplay
 
 
@@ -96,6 +98,8 @@ def thinking_budget_env(agent: Agent, max_response_tokens: int):
         raise ValueError(f"max_response_tokens must be >= 1, got {max_response_tokens}")
     kwargs = {**dict(agent.config.env_kwargs), "max_response_length": int(max_response_tokens)}
     env = make(agent.config.env_id, **kwargs)
+    if isinstance(getattr(agent.env, "tokenizer", None), BPETokenizer):  # a run over a pretrained model's vocabulary
+        env = over_tokenizer(env, agent.env.tokenizer, agent.env.spec.num_actions)
     if env.spec.max_length > agent.model.config.max_length:
         raise ValueError(
             f"max_response_tokens={max_response_tokens} makes episodes of {env.spec.max_length} tokens; the model "

@@ -6,7 +6,8 @@ from jaxrl_reason.models.flops import (
     forward_flops_per_token,
     train_flops_per_token,
 )
-from jaxrl_reason.models.pretrained import load_pretrained, save_pretrained
+from jaxrl_reason.models.lora import merge_lora, param_labels
+from jaxrl_reason.models.pretrained import load_pretrained, pretrained_config, save_pretrained
 from jaxrl_reason.models.prm import PolicyWithPRM
 from jaxrl_reason.models.sampling import mask_logits, rollout, sample_action
 from jaxrl_reason.models.transformer import (
@@ -30,6 +31,9 @@ __all__ = [
     "forward_flops_per_token",
     "load_pretrained",
     "mask_logits",
+    "merge_lora",
+    "param_labels",
+    "pretrained_config",
     "rollout",
     "rope_frequencies",
     "sample_action",

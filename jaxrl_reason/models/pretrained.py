@@ -29,6 +29,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from jaxrl_reason.models.lora import merge_lora
 from jaxrl_reason.models.transformer import PolicyValueTransformer, TransformerConfig
 from jaxrl_reason.parallel import param_shardings
 
@@ -390,7 +391,26 @@ def _value_head(path: str, config: TransformerConfig, seed: int) -> tuple[dict[s
     return {"value_head": w.astype(dtype), "value_bias": np.zeros((n,), dtype)}, config
 
 
+def _read_hf_config(path: str) -> dict[str, Any]:
+    if not os.path.exists(os.path.join(path, CONFIG_FILE)):
+        raise FileNotFoundError(f"{path}: expected a Hugging Face model directory with {CONFIG_FILE}")
+    with open(os.path.join(path, CONFIG_FILE)) as f:
+        return json.load(f)
+
+
 # -- public --------------------------------------------------------------------------------------------
+def pretrained_config(
+    path: str, *, dtype: str = "float32", param_dtype: str | None = None, max_length: int | None = None,
+    value_head: str = "scalar", num_value_bins: int = 51,
+) -> TransformerConfig:  # fmt: skip
+    """The :class:`TransformerConfig` that :func:`load_pretrained` with the same arguments gives, read from
+    ``config.json`` (and the value head's width, if saved) without reading the weights."""
+    path = os.path.expanduser(path)
+    config = config_from_hf(_read_hf_config(path), dtype=dtype, param_dtype=param_dtype, max_length=max_length,
+                            value_head=value_head, num_value_bins=num_value_bins)  # fmt: skip
+    return _value_head(path, config, 0)[1]
+
+
 def load_pretrained(
     path: str, *, dtype: str = "float32", param_dtype: str | None = None, mesh: jax.sharding.Mesh | None = None,
     max_length: int | None = None, value_head: str = "scalar", num_value_bins: int = 51, seed: int = 0,
@@ -417,11 +437,7 @@ def load_pretrained(
         of the wrong shape, each naming what was expected.
     """
     path = os.path.expanduser(path)
-    if not os.path.exists(os.path.join(path, CONFIG_FILE)):
-        raise FileNotFoundError(f"{path}: expected a Hugging Face model directory with {CONFIG_FILE}")
-    with open(os.path.join(path, CONFIG_FILE)) as f:
-        hf = json.load(f)
-    config = config_from_hf(hf, dtype=dtype, param_dtype=param_dtype, max_length=max_length,
+    config = config_from_hf(_read_hf_config(path), dtype=dtype, param_dtype=param_dtype, max_length=max_length,
                             value_head=value_head, num_value_bins=num_value_bins)  # fmt: skip
     files = _weight_files(path)
     names = _check_names(_table(config), files, config.tie_embeddings)
@@ -442,8 +458,10 @@ def save_pretrained(
 
     `architecture` defaults from the options: ``Qwen3ForCausalLM`` with ``qk_norm``, ``Qwen2ForCausalLM``
     with ``qkv_bias``, else ``LlamaForCausalLM``. :func:`load_pretrained` of the directory gives back the
-    same config and bit-identical params. Params are gathered to this host (one process).
+    same config and bit-identical params. A model with LoRA adapters is written merged
+    (:func:`~jaxrl_reason.models.lora.merge_lora`). Params are gathered to this host (one process).
     """
+    params, config = merge_lora(params, config)  # LoRA adapters folded into the weights
     hf = config_to_hf(config, architecture)
     path = os.path.expanduser(path)
     os.makedirs(path, exist_ok=True)

@@ -31,6 +31,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl_reason.models.lora import DEFAULT_ALPHA as DEFAULT_LORA_ALPHA
+from jaxrl_reason.models.lora import DEFAULT_TARGETS as DEFAULT_LORA_TARGETS
+from jaxrl_reason.models.lora import TARGETS as LORA_TARGETS
+from jaxrl_reason.models.lora import adapt
 from jaxrl_reason.types import Array, EnvSpec, Params, PRNGKey
 
 _DTYPES = ("float32", "bfloat16", "float16")
@@ -76,6 +80,10 @@ class TransformerConfig:
     each is added to the residual stream), ``query_scale`` (scores scaled by ``query_scale**-0.5``
     instead of ``head_dim**-0.5``), ``attn_softcap`` and ``logit_softcap`` (``cap * tanh(x / cap)`` on
     the attention scores and on the policy logits).
+
+    LoRA (:mod:`jaxrl_reason.models.lora`): ``lora_rank`` > 0 adds low-rank adapters ``A [in, r]``, ``B [r, out]``
+    (B zero at init) to the projections named in ``lora_targets``; each layer computes with
+    ``W + (lora_alpha / lora_rank) · A·B``.
     """
 
     num_actions: int
@@ -104,6 +112,9 @@ class TransformerConfig:
     query_scale: float | None = None
     attn_softcap: float | None = None
     logit_softcap: float | None = None
+    lora_rank: int = 0
+    lora_alpha: float = DEFAULT_LORA_ALPHA
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
 
     def __post_init__(self):
         def need(ok, what):
@@ -121,6 +132,7 @@ class TransformerConfig:
         if self.rope_scaling is not None:  # a JSON round trip gives a list
             need(len(self.rope_scaling) == 4, f"rope_scaling of 4 numbers, got {self.rope_scaling!r}")
             object.__setattr__(self, "rope_scaling", tuple(float(x) for x in self.rope_scaling))
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 
         positive = (
             *("num_actions", "vocab_size", "max_length", "d_model", "num_heads", "num_kv_heads", "num_layers"),
@@ -148,6 +160,10 @@ class TransformerConfig:
         for name in ("query_scale", "attn_softcap", "logit_softcap"):
             v = getattr(self, name)
             need(v is None or v > 0, f"{name} None or > 0, got {v!r}")
+        need(isinstance(self.lora_rank, int) and self.lora_rank >= 0, f"lora_rank >= 0, got {self.lora_rank!r}")
+        need(self.lora_alpha > 0, f"lora_alpha > 0, got {self.lora_alpha}")
+        unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
+        need(not unknown, f"lora_targets among {tuple(LORA_TARGETS)}, got unknown {unknown}")
         if self.rope_scaling is not None:
             factor, low, high, original = self.rope_scaling
             need(
@@ -405,7 +421,7 @@ class _Block(nn.Module):
             w["mlp_post_norm"] = _param(self, "mlp_post_norm", norm_init, (d,), ("embed",), pdtype)
         w["attn_norm"] = _param(self, "attn_norm", norm_init, (d,), ("embed",), pdtype)
         w["mlp_norm"] = _param(self, "mlp_norm", norm_init, (d,), ("embed",), pdtype)
-        return w
+        return adapt(self, c, w)
 
 
 def _qkv(c: TransformerConfig, w: dict[str, Array], y: Array, sin: Array, cos: Array):

@@ -76,10 +76,15 @@ class _Shared:
 
 def default_step_ids(env: TokenEnv) -> tuple[int, ...]:
     """The token ids that end a step in `env`: its tokenizer's ``","`` and ``";"`` (those it has) and its
-    answer marker. Raises ValueError for an env without a tokenizer (pass ``step_ids=`` then)."""
+    answer marker. Raises ValueError for an env without a character tokenizer (pass ``step_ids=`` then)."""
     tok = getattr(env, "tokenizer", None)
     if tok is None:
         raise ValueError(f"{env.spec.env_id} has no tokenizer: pass step_ids= (the token ids that end a step)")
+    if not hasattr(tok, "alphabet"):  # a pretrained BPE vocabulary: a token may hold a separator inside it
+        raise ValueError(
+            f"{env.spec.env_id} runs over a BPE tokenizer, whose tokens need not end at a step separator: "
+            "step search needs a character tokenizer, or pass step_ids="
+        )
     return tuple(tok.id_of(c) for c in (",", ";") if c in tok.alphabet) + (int(tok.answer_id),)
 
 

@@ -27,17 +27,24 @@ from jax.experimental import multihost_utils
 from jaxrl_reason import parallel
 from jaxrl_reason.algorithms.common import VALUE_HEAD_PARAMS
 from jaxrl_reason.envs.core import tree_select
-from jaxrl_reason.envs.registry import make
 from jaxrl_reason.evaluation.heldout import evaluate
 from jaxrl_reason.problems import run_problems, stream_init
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer
 from jaxrl_reason.run.metrics import MetricsWriter, plot_learning_curves
+from jaxrl_reason.run.pretrained import make_run_env, save_tokenizer
 from jaxrl_reason.training import imitation
 from jaxrl_reason.training import progress as _progress_out
 from jaxrl_reason.training.algorithm import BuildContext, get_algorithm
 from jaxrl_reason.training.state import TrainingError, build_model, build_optimizer, init_state, is_reasoning_task
-from jaxrl_reason.training.warm_start import check_compatible, init_params_from, restore, run_meta, write_meta
+from jaxrl_reason.training.warm_start import (
+    check_compatible,
+    init_params_from,
+    init_params_pretrained,
+    restore,
+    run_meta,
+    write_meta,
+)
 
 #: Fault injection for tests: SIGKILL the process right after the checkpoint of this step is on disk.
 KILL_AT_STEP_ENV = "JAXRL_REASON_KILL_AT_STEP"
@@ -121,7 +128,7 @@ def _start(config, workdir: str):
     """Builds the run and its train state: resumed, warm-started or fresh. Returns ``(run, state)``."""
     parallel.maybe_initialize_distributed(config)  # before any device is touched
     os.makedirs(workdir, exist_ok=True)
-    env = make(config.env_id, **dict(config.env_kwargs))
+    env = make_run_env(config)
     model, tx = build_model(config, env), build_optimizer(config)
     mesh = parallel.mesh_from_config(config)
     train_dicts, heldout = run_problems(env, config) if is_reasoning_task(env) else (None, None)
@@ -151,8 +158,12 @@ def _start(config, workdir: str):
         if config.init.workdir:
             state, source = init_params_from(config, env, model, state)
             _progress_out.log(run.is_main, f"params from {source}")
+        elif config.model.pretrained:
+            state, source = init_params_pretrained(config, env, state, mesh=mesh)
+            _progress_out.log(run.is_main, f"params from pretrained {source}")
         if run.is_main:
             write_meta(workdir, run.meta)
+            save_tokenizer(config, workdir)
     run.agent = Agent(model=model, params=state.params, env=env, config=config, mesh=mesh)  # one compile for all evals
     return run, state
 

@@ -10,7 +10,8 @@ import optax
 from flax import struct
 
 from jaxrl_reason import parallel
-from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig
+from jaxrl_reason.models import PolicyValueTransformer, param_labels
+from jaxrl_reason.run.pretrained import model_config
 from jaxrl_reason.training.algorithm import empty_buffer, get_algorithm
 
 
@@ -36,8 +37,8 @@ def is_reasoning_task(env) -> bool:
 
 
 def build_model(config, env) -> PolicyValueTransformer:
-    overrides = dict(config.model.overrides)
-    return PolicyValueTransformer(TransformerConfig.for_env(env.spec, config.model.preset, **overrides))
+    """The run's model: ``model.preset`` with ``model.overrides``, or ``model.pretrained``'s architecture."""
+    return PolicyValueTransformer(model_config(config, env))
 
 
 def learning_rate_schedule(config) -> optax.Schedule:
@@ -70,7 +71,11 @@ def learning_rate_schedule(config) -> optax.Schedule:
 def build_optimizer(config) -> optax.GradientTransformation:
     o = config.optim
     schedule = learning_rate_schedule(config)
-    return optax.chain(optax.clip_by_global_norm(o.grad_clip), optax.adamw(schedule, weight_decay=o.weight_decay))
+    tx = optax.chain(optax.clip_by_global_norm(o.grad_clip), optax.adamw(schedule, weight_decay=o.weight_decay))
+    if not config.model.get("lora_rank", 0):
+        return tx
+    # LoRA: the base params are frozen; only the adapters and the value head have optimizer state and updates
+    return optax.multi_transform({"adapter": tx, "frozen": optax.set_to_zero()}, param_labels)
 
 
 def init_state(config, env, model, tx, *, mesh=None) -> TrainState:

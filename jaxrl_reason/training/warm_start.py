@@ -13,6 +13,7 @@ from jaxrl_reason.config import ConfigError, config_to_dict
 from jaxrl_reason.models import TransformerConfig
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer, CheckpointError
+from jaxrl_reason.run.pretrained import pretrained_dir, pretrained_params
 from jaxrl_reason.training.state import TrainState, build_model
 
 
@@ -31,7 +32,8 @@ def check_compatible(saved: dict, current: dict, workdir: str) -> None:
     as_saved = json.loads(json.dumps(current))  # tuples come back from the JSON meta as lists
     if isinstance(saved.get("model"), dict):  # fields added since the run was saved take their defaults
         try:
-            saved = {**saved, "model": dataclasses.asdict(TransformerConfig(**saved["model"]))}
+            model = dataclasses.asdict(TransformerConfig(**saved["model"]))
+            saved = {**saved, "model": json.loads(json.dumps(model))}  # tuples as lists, as in `as_saved`
         except (TypeError, ValueError):
             pass  # not a model this version can build: reported as a mismatch below
     for key in ("env_id", "env_kwargs", "model"):
@@ -88,6 +90,23 @@ def init_params_from(config, env, model, state: TrainState) -> tuple[TrainState,
     params = jax.tree.map(lambda new, like: jax.device_put(new, like.sharding), src.params, state.params)
     ref = None if state.ref_params is None else jax.tree.map(jnp.copy, params)
     return state.replace(params=params, ref_params=ref), source
+
+
+def init_params_pretrained(config, env, state: TrainState, *, mesh=None) -> tuple[TrainState, str]:
+    """`state` with ``model.pretrained``'s params (and GRPO/RLOO's reference policy the same); the optimizer
+    state, step, key and buffer stay a fresh run's. Returns ``(state, DIR)``. Only for a fresh run: a resumed
+    one takes its params from its own checkpoint."""
+    params = _overlay(state.params, pretrained_params(config, env, mesh=mesh))  # LoRA adapters stay fresh
+    params = jax.tree.map(lambda new, like: jax.device_put(new, like.sharding), params, state.params)
+    ref = None if state.ref_params is None else jax.tree.map(jnp.copy, params)
+    return state.replace(params=params, ref_params=ref), pretrained_dir(config)
+
+
+def _overlay(fresh: dict, loaded: dict) -> dict:
+    """`fresh` with every leaf that `loaded` has replaced by `loaded`'s."""
+    if not isinstance(fresh, dict):
+        return loaded
+    return {k: _overlay(v, loaded[k]) if k in loaded else v for k, v in fresh.items()}
 
 
 def write_meta(workdir: str, meta: dict) -> None:

@@ -26,10 +26,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl_reason.envs.adapters.host_reward import HostReward
 from jaxrl_reason.envs.adapters.timed import TimedScorer
 from jaxrl_reason.envs.tasks.base import ReasoningTask
 from jaxrl_reason.envs.tokenizer import Tokenizer
-from jaxrl_reason.types import Array, EnvState, HostScorer, PRNGKey
+from jaxrl_reason.types import Array, HostScorer, PRNGKey
 
 #: Printable ASCII (space to ``~``) plus newline and tab.
 ASCII_ALPHABET = "".join(chr(c) for c in range(32, 127)) + "\n\t"
@@ -44,7 +45,7 @@ def _canonical(problem_dict: dict) -> str:
     return json.dumps(problem_dict, sort_keys=True, default=repr)
 
 
-class HostVerifiedTask(ReasoningTask):
+class HostVerifiedTask(HostReward, ReasoningTask):
     """A reasoning token env whose reward comes from a Python callable.
 
     Args:
@@ -56,13 +57,14 @@ class HostVerifiedTask(ReasoningTask):
         it runs in a worker process (forked, not pickled): it must not call JAX, and state it changes
         stays in the worker.
       env_id: the spec's env id.
-      tokenizer: text <-> tokens; default :data:`ASCII_TOKENIZER`. Every prompt must be encodable.
+      tokenizer: text <-> tokens: a character :class:`Tokenizer` (default :data:`ASCII_TOKENIZER`) or a
+        :class:`~jaxrl_reason.envs.bpe.BPETokenizer`. Every prompt must be encodable.
       max_response_length: response buffer in tokens (default 64), EOS included.
       prompt_key: key of the prompt text in each problem dict.
       answer_key: key of a reference answer; if given, ``demonstration(d)`` is
         ``answer_marker + str(d[answer_key])`` (else the env has no ``demonstration`` attribute).
       response_alphabet: characters a response may use (the legal actions besides EOS and the
-        answer marker); default: the tokenizer's whole alphabet.
+        answer marker); default: the tokenizer's whole alphabet (printable ASCII for a BPE tokenizer).
       max_prompt_length: prompt buffer in tokens including BOS; default: the longest prompt + 1.
       truncate_prompts: what to do with a prompt longer than ``max_prompt_length - 1`` tokens:
         ``None`` (default) raises ValueError; ``"left"`` keeps its last tokens; ``"right"`` keeps its
@@ -73,7 +75,14 @@ class HostVerifiedTask(ReasoningTask):
         side: test-time search never uses such a reward). Pass False only for a scorer that checks a
         response from the problem alone (e.g. an expression against a target); see ``EnvSpec``.
 
-    Shapes: problem = [] int32 index into ``problems``; ``spec.num_actions = tokenizer.vocab_size``.
+      num_actions: the action count (default ``tokenizer.vocab_size``); a pretrained model's vocabulary may
+        be wider than its tokenizer's, the extra ids are never legal.
+
+    With a pretrained :class:`~jaxrl_reason.envs.bpe.BPETokenizer` the legal actions are the tokens whose
+    text uses only ``response_alphabet`` (default printable ASCII + newline + tab), EOS and the answer
+    marker (:func:`~jaxrl_reason.envs.vocab.vocab_legal_mask`).
+
+    Shapes: problem = [] int32 index into ``problems``; ``spec.num_actions = num_actions``.
     """
 
     default_max_response_length = 64
@@ -93,9 +102,11 @@ class HostVerifiedTask(ReasoningTask):
         truncate_prompts: str | None = None,
         timeout_s: float | None = 5.0,
         reward_needs_answer: bool = True,
+        num_actions: int | None = None,
     ):
+        self._args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         tokenizer = tokenizer or ASCII_TOKENIZER
-        super().__init__(tokenizer=tokenizer, max_response_length=max_response_length)
+        super().__init__(tokenizer=tokenizer, max_response_length=max_response_length, num_actions=num_actions)
         problems = list(problems)
         if not problems:
             raise ValueError("HostVerifiedTask needs at least one problem, got an empty list")
@@ -109,8 +120,10 @@ class HostVerifiedTask(ReasoningTask):
         self.scorer = scorer
         self.prompt_key = prompt_key
         self.answer_key = answer_key
-        self.response_alphabet = tokenizer.alphabet if response_alphabet is None else response_alphabet
-        tokenizer.ids_of(self.response_alphabet)  # raises on characters outside the alphabet
+        if response_alphabet is None:
+            response_alphabet = tokenizer.alphabet if isinstance(tokenizer, Tokenizer) else ASCII_ALPHABET
+        self.response_alphabet = response_alphabet
+        self._legal_mask  # noqa: B018 (raises now on characters the tokenizer cannot write)
 
         encoded = []
         for i, d in enumerate(problems):
@@ -158,6 +171,17 @@ class HostVerifiedTask(ReasoningTask):
         """Scorer calls that ran past ``timeout_s`` (each scored 0.0) since this env was built."""
         return 0 if self._timed is None else self._timed.timeouts
 
+    def with_tokenizer(self, tokenizer, *, num_actions: int | None = None) -> HostVerifiedTask:
+        """The same task over another tokenizer (e.g. a pretrained model's :class:`BPETokenizer`, with
+        `num_actions` = the model's vocabulary); a scorer with a ``with_tokenizer`` method is rebuilt with it
+        too (it reads the answer marker). A default ``response_alphabet`` becomes the new tokenizer's."""
+        args = {**self._args, "tokenizer": tokenizer, "num_actions": num_actions}
+        scorer = args["scorer"]
+        if hasattr(scorer, "with_tokenizer"):
+            args["scorer"] = scorer.with_tokenizer(tokenizer)
+        self.close()
+        return HostVerifiedTask(**args)
+
     def close(self) -> None:
         """Stops the scorer's worker process, if any (a later call starts a fresh one)."""
         if self._timed is not None:
@@ -198,41 +222,8 @@ class HostVerifiedTask(ReasoningTask):
         return self.tokenizer.decode(self._prompt_table[i, : self._prompt_lengths[i]])
 
     # -- reward -------------------------------------------------------------------------------------------
-    def _score_rows(self, idx, window, n, active) -> np.ndarray:
-        """Host side of the callback; any leading batch shape (``vmap_method="broadcast_all"``)."""
-        idx, n, active, window = (np.asarray(x) for x in (idx, n, active, window))
-        out = np.zeros(idx.size, np.float32)
-        windows = window.reshape(-1, window.shape[-1])
-        rows = np.flatnonzero(active.ravel())
-        items = []
-        for j in rows:
-            text = self.tokenizer.decode(windows[j, : int(n.ravel()[j])]).split(self.tokenizer.eos, 1)[0]
-            items.append((int(idx.ravel()[j]), text))
-        if items:
-            out[rows] = self._score(items)
-        return out.reshape(idx.shape)
-
-    def _host_reward(self, problem: Array, tokens: Array, prompt_length: Array, length: Array, active: Array):
-        # Only the response window ([max_response_length] tokens) travels to the host, not the prompt.
-        size = self.max_response_length
-        padded = jnp.concatenate([tokens, jnp.full((size,), self.tokenizer.pad_id, tokens.dtype)])
-        window = jax.lax.dynamic_slice(padded, (prompt_length,), (size,))
-        n = jnp.clip(length - prompt_length, 0, size)
-        return jax.pure_callback(
-            self._score_rows,
-            jax.ShapeDtypeStruct((), jnp.float32),
-            problem,
-            window,
-            n,
-            active,
-            vmap_method="broadcast_all",
-        )
-
-    def verify(self, problem: Array, tokens: Array, prompt_length: Array, length: Array) -> Array:
-        """[] float32: the scorer's reward of the response ``tokens[prompt_length:length]`` (cut at EOS).
-
-        Calls back to the host (works under jit and vmap)."""
-        return self._host_reward(problem, tokens, prompt_length, length, jnp.bool_(True))
+    def _host_problem(self, row) -> int:
+        return int(row)
 
     def score_text(self, problem_dict: dict, response_text: str) -> float:
         """The scorer on a response text (cut at EOS), outside jit; 0.0 if the text is not encodable.
@@ -258,16 +249,6 @@ class HostVerifiedTask(ReasoningTask):
         if self.answer_key is None:
             raise AttributeError("this HostVerifiedTask has no demonstrations (built without answer_key)")
         return functools.partial(_demonstration, self.tokenizer.answer_marker, self.answer_key)
-
-    # -- TokenEnv ----------------------------------------------------------------------------------------
-    def _step(self, state: EnvState, action: Array) -> EnvState:
-        # The callback runs every step (vmap turns a cond into a select, and the template steps
-        # finished rows too) but scores only rows whose episode ends now: `state.done` is still the
-        # flag from before this action.
-        is_eos, full = self._ends(state, action)
-        ends_now = (is_eos | full) & ~state.done
-        reward = self._host_reward(state.problem, state.tokens, state.prompt_length, state.length, ends_now)
-        return state.replace(rewards=reward[None], terminated=is_eos, truncated=full & ~is_eos)
 
     def __repr__(self):
         return f"HostVerifiedTask({self.env_id}, {self.num_problems} problems)"

@@ -58,6 +58,12 @@ class ReasoningGymScorer:
         self.dataset, self.tokenizer, self.partial_credit = dataset, tokenizer, bool(partial_credit)
         self.allowed_chars = allowed_chars
 
+    def with_tokenizer(self, tokenizer) -> ReasoningGymScorer:
+        """The same scorer reading responses written with `tokenizer` (its answer marker and EOS)."""
+        return ReasoningGymScorer(
+            self.dataset, tokenizer, partial_credit=self.partial_credit, allowed_chars=self.allowed_chars
+        )
+
     def __call__(self, entry: dict, response_text: str) -> float:
         answer = extract_answer_text(response_text, self.tokenizer)
         if answer is None:

@@ -30,6 +30,7 @@ import numpy as np
 from jaxrl_reason.envs.core import TokenEnv
 from jaxrl_reason.envs.tasks.step_checks import split_steps
 from jaxrl_reason.envs.tokenizer import DEFAULT_TOKENIZER, Tokenizer
+from jaxrl_reason.envs.vocab import check_num_actions, vocab_legal_mask
 from jaxrl_reason.types import Array, EnvSpec, EnvState, Problem
 
 
@@ -82,8 +83,17 @@ class ReasoningTask(TokenEnv):
     #: Whether the reward compares with a stored answer (see ``EnvSpec.reward_needs_answer``).
     reward_needs_answer: ClassVar[bool] = True
 
-    def __init__(self, *, tokenizer: Tokenizer | None = None, max_response_length: int | None = None):
+    def __init__(
+        self,
+        *,
+        tokenizer: Tokenizer | None = None,
+        max_response_length: int | None = None,
+        num_actions: int | None = None,
+    ):
         self.tokenizer = tokenizer or DEFAULT_TOKENIZER
+        # A model's vocabulary may be wider than its tokenizer's (Qwen pads its embedding table): the extra
+        # ids are actions too, never legal ones.
+        self.num_actions = check_num_actions(self.tokenizer, num_actions)
         self.max_response_length = int(max_response_length or self.default_max_response_length)
         if self.max_response_length < 2:
             raise ValueError(f"max_response_length must be >= 2, got {self.max_response_length}")
@@ -150,13 +160,13 @@ class ReasoningTask(TokenEnv):
         tok = self.tokenizer
         return EnvSpec(
             env_id=self.env_id,
-            num_actions=tok.vocab_size,
-            vocab_size=tok.vocab_size,
+            num_actions=self.num_actions,
+            vocab_size=self.num_actions,
             max_length=self.max_prompt_length + self.max_response_length,
             max_prompt_length=self.max_prompt_length,
             num_players=1,
             pad_id=tok.pad_id,
-            bos_id=tok.bos_id,
+            bos_id=tok.eos_id if tok.bos_id is None else tok.bos_id,  # no BOS (Qwen): EOS opens the document
             eos_id=tok.eos_id,
             illegal_action_penalty=0.0,
             reward_needs_answer=bool(self.reward_needs_answer),
@@ -164,7 +174,9 @@ class ReasoningTask(TokenEnv):
 
     @functools.cached_property
     def _legal_mask(self) -> np.ndarray:
-        mask = np.zeros((self.tokenizer.vocab_size,), bool)
+        if not isinstance(self.tokenizer, Tokenizer):  # a pretrained (BPE) vocabulary
+            return vocab_legal_mask(self.tokenizer, self.response_alphabet, self.num_actions)
+        mask = np.zeros((self.num_actions,), bool)
         mask[self.tokenizer.ids_of(self.response_alphabet)] = True
         mask[[self.tokenizer.eos_id, self.tokenizer.answer_id]] = True
         return mask

@@ -1,0 +1,137 @@
+"""A built-in reasoning task over a pretrained model's vocabulary: ``with_tokenizer(env, tokenizer)``.
+
+The built-in tasks render prompts and check answers in JAX over a character alphabet (one token per
+character). Over a pretrained BPE vocabulary (:class:`~jaxrl_reason.envs.bpe.BPETokenizer`) a
+:class:`RetokenizedTask` keeps the task's problems (the same pytrees, ``sample_problem``, problem dicts and
+held-out sets) and changes only the text <-> token side:
+
+* the prompt is the task's prompt text encoded with the BPE tokenizer, on the host
+  (:func:`jax.pure_callback`; the task still renders it in JAX, as characters);
+* the response is free BPE tokens: legal are the tokens whose text uses only the task's
+  ``response_alphabet``, EOS and the answer marker (:func:`~jaxrl_reason.envs.vocab.vocab_legal_mask`);
+  ids past the tokenizer's vocabulary (the model's padding rows) are never legal;
+* the reward is the host bridge (:class:`~jaxrl_reason.envs.adapters.host_reward.HostReward`): the task's
+  Python verifier on the decoded response, so ``verify`` equals ``score_text`` of the decoded response
+  on every response by construction;
+* demonstrations are the task's, with the BPE answer marker.
+
+A tokenizer without a BOS token (Qwen) opens each episode with its EOS token (the document separator
+such models were trained with). Prompts must fit the task's prompt buffer in BPE tokens: a byte-level BPE
+never needs more tokens than the prompt has bytes, so ASCII prompts always do.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl_reason.envs.adapters.host import HostVerifiedTask
+from jaxrl_reason.envs.adapters.host_reward import HostReward
+from jaxrl_reason.envs.tasks.base import ReasoningTask
+from jaxrl_reason.envs.tokenizer import Tokenizer
+from jaxrl_reason.types import Array, PRNGKey, Problem
+
+
+class RetokenizedTask(HostReward, ReasoningTask):
+    """`task` (a character-level reasoning task) over `tokenizer`, with `num_actions` actions (default the
+    tokenizer's vocabulary; a model's may be wider). See the module docstring.
+
+    Raises:
+      ValueError: `task` is not a character-level reasoning task, `num_actions` is below the tokenizer's
+        vocabulary, or the tokenizer cannot write a character of the task's response alphabet.
+    """
+
+    def __init__(self, task: ReasoningTask, tokenizer, *, num_actions: int | None = None):
+        if not isinstance(task, ReasoningTask) or not isinstance(task.tokenizer, Tokenizer):
+            raise ValueError(f"expected a reasoning task over a character tokenizer, got {task!r}")
+        super().__init__(tokenizer=tokenizer, max_response_length=task.max_response_length, num_actions=num_actions)
+        self.task = task
+        self.env_id = task.env_id
+        self.response_alphabet = task.response_alphabet
+        self.reward_needs_answer = task.reward_needs_answer
+        self._legal_mask  # noqa: B018 (raises now on characters the tokenizer cannot write)
+
+    @property
+    def max_prompt_length(self) -> int:
+        return self.task.max_prompt_length
+
+    # -- problems: the task's own -------------------------------------------------------------------
+    def sample_problem(self, key: PRNGKey) -> Problem:
+        return self.task.sample_problem(key)
+
+    def problem_to_dict(self, problem: Problem) -> dict:
+        return self.task.problem_to_dict(problem)
+
+    def problem_from_dict(self, problem_dict: dict) -> Problem:
+        return self.task.problem_from_dict(problem_dict)
+
+    def demonstration(self, problem_dict: dict) -> str:
+        reasoning, answer = self.task.demonstration(problem_dict).split(self.task.tokenizer.answer_marker)
+        return reasoning + self.tokenizer.answer_marker + answer
+
+    # -- prompt: the task's text, BPE-encoded on the host --------------------------------------------
+    def _render_prompt(self, problem: Problem) -> tuple[Array, Array]:
+        ids, n = self.task._render_prompt(problem)
+        room = self.max_prompt_length - 1
+        shapes = (jax.ShapeDtypeStruct((room,), jnp.int32), jax.ShapeDtypeStruct((), jnp.int32))
+        return jax.pure_callback(self._encode_prompts, shapes, ids, n, vmap_method="broadcast_all")
+
+    def _encode_prompts(self, ids, n) -> tuple[np.ndarray, np.ndarray]:
+        ids, n = np.asarray(ids), np.asarray(n)
+        room = self.max_prompt_length - 1
+        out = np.full((n.size, room), self.tokenizer.pad_id, np.int32)
+        lengths = np.zeros((n.size,), np.int32)
+        for j, (row, k) in enumerate(zip(ids.reshape(-1, ids.shape[-1]), n.ravel(), strict=True)):
+            encoded = self._encode_prompt(self.task.tokenizer.decode(row[: int(k)]))
+            out[j, : len(encoded)], lengths[j] = encoded, len(encoded)
+        return out.reshape(n.shape + (room,)), lengths.reshape(n.shape)
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 (the env lives as long as its runs)
+    def _encode_prompt(self, text: str) -> tuple[int, ...]:
+        ids = self.tokenizer.encode(text)
+        if len(ids) > self.max_prompt_length - 1:
+            raise ValueError(
+                f"{self.env_id}: the prompt {text!r} encodes to {len(ids)} BPE tokens, more than the "
+                f"{self.max_prompt_length - 1} the task's prompt buffer holds"
+            )
+        return tuple(ids)
+
+    def _prompt_text_reference(self, problem_dict: dict) -> str:
+        return self.task._prompt_text_reference(problem_dict)
+
+    # -- reward: the task's Python verifier on the decoded response -----------------------------------
+    def _host_problem(self, row) -> dict:
+        return self.task.problem_to_dict(row)
+
+    def _score(self, items: list[tuple[Any, str]]) -> np.ndarray:
+        return np.asarray([self.score_text(d, text) for d, text in items], np.float32)
+
+    def _check_answer(self, problem, answer, answer_length):
+        raise NotImplementedError("a RetokenizedTask scores responses on the host: see verify()")
+
+    def _check_answer_text(self, problem_dict: dict, answer: str) -> bool:
+        return self.task._check_answer_text(problem_dict, answer)
+
+    def __repr__(self):
+        return f"RetokenizedTask({self.env_id}, {self.tokenizer!r})"
+
+
+def with_tokenizer(env, tokenizer, *, num_actions: int | None = None):
+    """`env` over a pretrained model's `tokenizer`, with `num_actions` actions (the model's vocabulary).
+
+    A built-in reasoning task becomes a :class:`RetokenizedTask`; a
+    :class:`~jaxrl_reason.envs.adapters.host.HostVerifiedTask` (reasoning-gym included) is rebuilt over the
+    tokenizer. Raises ValueError for other envs (games play moves, not text).
+    """
+    if isinstance(env, HostVerifiedTask):
+        return env.with_tokenizer(tokenizer, num_actions=num_actions)
+    if isinstance(env, ReasoningTask):
+        return RetokenizedTask(env, tokenizer, num_actions=num_actions)
+    raise ValueError(
+        f"{env!r} is not a reasoning task: a pretrained tokenizer applies to reasoning tasks (their actions are "
+        "text), not to games"
+    )

@@ -1,0 +1,97 @@
+"""A run's env and model, from ``model.preset`` or from a pretrained model (``model.pretrained=DIR``).
+
+With ``model.pretrained`` the model's config comes from ``DIR/config.json`` (:func:`jr.models.pretrained_config`,
+sized to the env's episode length), a fresh run's params from ``DIR``'s weights (:func:`jr.load_pretrained`),
+and, when ``DIR`` holds a ``tokenizer.json``, the task runs over that tokenizer with the model's whole
+vocabulary as its actions (:func:`jr.with_tokenizer`). The tokenizer files are copied into
+``<workdir>/tokenizer/`` so :meth:`Agent.load` rebuilds the same env without ``DIR``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+
+from jaxrl_reason.config import PRETRAINED_OVERRIDES, ConfigError
+from jaxrl_reason.envs import BPETokenizer, make, with_tokenizer
+from jaxrl_reason.envs.bpe import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
+from jaxrl_reason.models import TransformerConfig, load_pretrained, pretrained_config
+from jaxrl_reason.models.lora import DEFAULT_TARGETS as DEFAULT_LORA_TARGETS
+from jaxrl_reason.models.pretrained import CONFIG_FILE
+
+#: where a run keeps a copy of its pretrained tokenizer, under its workdir
+TOKENIZER_DIR = "tokenizer"
+
+
+def pretrained_dir(config) -> str:
+    """``model.pretrained`` as a path ("" when off); raises ConfigError when it is not a model directory."""
+    path = os.path.expanduser(config.model.get("pretrained", ""))
+    if path and not os.path.isfile(os.path.join(path, CONFIG_FILE)):
+        raise ConfigError(
+            f"model.pretrained={path!r}: expected a Hugging Face model directory with {CONFIG_FILE} (and "
+            "model.safetensors, optionally tokenizer.json)"
+        )
+    return path
+
+
+def _options(config) -> dict:
+    return {k: v for k, v in dict(config.model.overrides).items() if k in PRETRAINED_OVERRIDES}
+
+
+def over_tokenizer(env, tokenizer, num_actions: int):
+    """`env` itself when `tokenizer` is None, else the env over it with `num_actions` actions."""
+    return env if tokenizer is None else with_tokenizer(env, tokenizer, num_actions=num_actions)
+
+
+def make_run_env(config):
+    """The env of a run: ``make(env_id, **env_kwargs)``, over ``model.pretrained``'s tokenizer if it has one."""
+    env = make(config.env_id, **dict(config.env_kwargs))
+    path = pretrained_dir(config)
+    if not path:
+        return env
+    vocab = pretrained_config(path).num_actions
+    if not os.path.isfile(os.path.join(path, TOKENIZER_FILE)):
+        if env.spec.num_actions != vocab:
+            raise ConfigError(
+                f"model.pretrained={path!r} has a vocabulary of {vocab} tokens and no {TOKENIZER_FILE}, but "
+                f"{env.spec.env_id} has {env.spec.num_actions} actions: add the model's {TOKENIZER_FILE}"
+            )
+        return env
+    return over_tokenizer(env, BPETokenizer.from_pretrained(path), vocab)
+
+
+def model_config(config, env) -> TransformerConfig:
+    """The run's model config: ``model.pretrained``'s (sized to the env's episodes) or the preset's, with the
+    ``model.lora_*`` adapters."""
+    path = pretrained_dir(config)
+    m = config.model
+    lora = dict(lora_rank=m.get("lora_rank", 0), lora_alpha=m.get("lora_alpha", 16.0))
+    lora["lora_targets"] = tuple(m.get("lora_targets", DEFAULT_LORA_TARGETS))
+    if path:
+        return dataclasses.replace(pretrained_config(path, max_length=env.spec.max_length, **_options(config)), **lora)
+    return TransformerConfig.for_env(env.spec, m.preset, **{**lora, **dict(m.overrides)})
+
+
+def pretrained_params(config, env, *, mesh=None):
+    """``model.pretrained``'s params (laid out on `mesh`), the value head drawn from ``config.seed`` if new."""
+    path = pretrained_dir(config)
+    _, params = load_pretrained(path, max_length=env.spec.max_length, mesh=mesh, seed=config.seed, **_options(config))
+    return params
+
+
+def save_tokenizer(config, workdir: str) -> None:
+    """Copies ``model.pretrained``'s tokenizer files (if any) into ``<workdir>/tokenizer/``."""
+    path = pretrained_dir(config)
+    if not path or not os.path.isfile(os.path.join(path, TOKENIZER_FILE)):
+        return
+    os.makedirs(os.path.join(workdir, TOKENIZER_DIR), exist_ok=True)
+    for name in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE):
+        if os.path.isfile(os.path.join(path, name)):
+            shutil.copyfile(os.path.join(path, name), os.path.join(workdir, TOKENIZER_DIR, name))
+
+
+def saved_tokenizer(workdir: str) -> BPETokenizer | None:
+    """The tokenizer a run saved with :func:`save_tokenizer`, or None (a run over its task's characters)."""
+    path = os.path.join(workdir, TOKENIZER_DIR)
+    return BPETokenizer.from_pretrained(path) if os.path.isfile(os.path.join(path, TOKENIZER_FILE)) else None

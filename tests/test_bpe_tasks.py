@@ -146,6 +146,8 @@ def test_bad_vocabularies_are_clear_errors(tok):
         jr.with_tokenizer(char_task, no_plus)
     with pytest.raises(ValueError, match="not a reasoning task"):
         jr.with_tokenizer(jr.make("tic-tac-toe-v0"), tok)
+    with pytest.raises(ValueError, match="tools are not supported over a pretrained tokenizer"):
+        jr.with_tokenizer(jr.make("multiply-v0", tools="calc"), tok)
     with pytest.raises(ValueError, match="step search needs a character tokenizer"):
         default_step_ids(jr.with_tokenizer(char_task, tok))
     assert train_bpe().get_vocab_size() == tok.vocab_size - 1  # the fixture: the marker was added

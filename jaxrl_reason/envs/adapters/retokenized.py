@@ -127,6 +127,11 @@ def with_tokenizer(env, tokenizer, *, num_actions: int | None = None):
     :class:`~jaxrl_reason.envs.adapters.host.HostVerifiedTask` (reasoning-gym included) is rebuilt over the
     tokenizer. Raises ValueError for other envs (games play moves, not text).
     """
+    if env.writes_tokens:
+        raise ValueError(
+            f"{env!r} writes tokens (tool calls); tools are not supported over a pretrained tokenizer yet: their "
+            "calls and answers are character-level"
+        )
     if isinstance(env, HostVerifiedTask):
         return env.with_tokenizer(tokenizer, num_actions=num_actions)
     if isinstance(env, ReasoningTask):

@@ -1,6 +1,8 @@
 """Env-written tokens in the training loops (#19): what GRPO, STaR and AlphaZero store for their losses on a tool
 env, checked against replaying each stored response through the env by hand; other envs keep their layout."""
 
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -32,11 +34,16 @@ def _collected(config):
     return env, fns, jax.device_get(state), state
 
 
+@functools.cache
+def _jitted_step(env):
+    return jax.jit(env.step)  # one compile per env, not per replayed row
+
+
 def _replay(env, tokens, p0):
     """The final state of stepping `env` by hand through the response in `tokens` (from position `p0`)."""
     a, b = env.tokenizer.decode([int(t) for t in tokens[1:p0]]).rstrip("=").split("*")
     state = env.init_from_problem(env.problem_from_dict({"a": int(a), "b": int(b)}))
-    step = jax.jit(env.step)
+    step = _jitted_step(env)
     while not bool(state.done):
         state = step(state, int(tokens[int(state.length)]))
     np.testing.assert_array_equal(np.asarray(state.tokens), tokens)

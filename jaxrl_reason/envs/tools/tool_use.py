@@ -199,11 +199,11 @@ def with_tools(env_id: str, tools, **overrides) -> ToolUse:
 
     max_call_length = overrides.pop("max_call_length", 24)
     tools = tuple(make_tool(t) for t in ((tools,) if isinstance(tools, str) else tools))
-    plain = make(env_id, **overrides)
-    if not isinstance(plain, ReasoningTask):
-        raise ValueError(f"tools work with one-player reasoning tasks; {env_id!r} is a {type(plain).__name__}")
-    if "tokenizer" not in overrides:
+    task = make(env_id, **overrides)
+    if not isinstance(task, ReasoningTask):
+        raise ValueError(f"tools work with one-player reasoning tasks; {env_id!r} is a {type(task).__name__}")
+    if "tokenizer" not in overrides:  # rebuilt over the default alphabet plus the tools' characters
         chars = "".join(c for t in tools for c in (t.open, t.close)) + CALL_END + ERROR_ANSWER
         extra = "".join(dict.fromkeys(c for c in chars if c not in DEFAULT_ALPHABET))
-        overrides["tokenizer"] = Tokenizer(DEFAULT_ALPHABET + extra)
-    return ToolUse(make(env_id, **overrides), tools, max_call_length=max_call_length)
+        task = make(env_id, **overrides, tokenizer=Tokenizer(DEFAULT_ALPHABET + extra))
+    return ToolUse(task, tools, max_call_length=max_call_length)

@@ -55,6 +55,11 @@ def registered_tools() -> tuple[str, ...]:
     return tuple(sorted(_TOOLS))
 
 
+def make_tools(specs: Any) -> tuple[Tool, ...]:
+    """Tools from one registered name or a sequence of names and Tool objects (a name is one tool, not its letters)."""
+    return tuple(make_tool(t) for t in ((specs,) if isinstance(specs, str) else specs))
+
+
 def make_tool(spec: Any) -> Tool:
     """A tool from a registered name, or `spec` itself when it is already a :class:`Tool`."""
     if isinstance(spec, Tool):

@@ -25,7 +25,7 @@ from flax import struct
 
 from jaxrl_reason.envs.tasks.base import ReasoningTask
 from jaxrl_reason.envs.tokenizer import DEFAULT_ALPHABET, Tokenizer
-from jaxrl_reason.envs.tools.base import CALL_END, ERROR_ANSWER, make_tool
+from jaxrl_reason.envs.tools.base import CALL_END, ERROR_ANSWER, make_tools
 from jaxrl_reason.types import Array, EnvState, Problem
 
 
@@ -54,7 +54,7 @@ class ToolUse(ReasoningTask):
         if not isinstance(task, ReasoningTask):
             raise ValueError(f"tools work with one-player reasoning tasks, got {type(task).__name__}")
         self.task = task
-        self.tools = tuple(make_tool(t) for t in ((tools,) if isinstance(tools, str) else tools))
+        self.tools = make_tools(tools)
         if not self.tools:
             raise ValueError("ToolUse needs at least one tool")
         self.max_call_length = int(max_call_length)
@@ -198,7 +198,7 @@ def with_tools(env_id: str, tools, **overrides) -> ToolUse:
     from jaxrl_reason.envs.registry import make  # the registry imports this module lazily
 
     max_call_length = overrides.pop("max_call_length", 24)
-    tools = tuple(make_tool(t) for t in ((tools,) if isinstance(tools, str) else tools))
+    tools = make_tools(tools)
     task = make(env_id, **overrides)
     if not isinstance(task, ReasoningTask):
         raise ValueError(f"tools work with one-player reasoning tasks; {env_id!r} is a {type(task).__name__}")

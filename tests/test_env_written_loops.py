@@ -10,9 +10,9 @@ import pytest
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.problems import run_problems
 from jaxrl_reason.training.imitation import imitation_data, sft_batch
-from jaxrl_reason.training.loop import make_train_fns, train
+from jaxrl_reason.training.loop import train
 from jaxrl_reason.training.state import build_model, build_optimizer, init_state
-from tests.test_train import restored_state, tiny_config
+from tests.test_train import fresh_train_fns, restored_state, tiny_config
 
 
 def _tool_config(algorithm, **changes):
@@ -26,10 +26,7 @@ def _tool_config(algorithm, **changes):
 
 
 def _collected(config):
-    env = make(config.env_id, **dict(config.env_kwargs))
-    model, tx = build_model(config, env), build_optimizer(config)
-    fns = make_train_fns(config, env, model, tx)
-    state = init_state(config, env, model, tx, mesh=fns.mesh)
+    env, _, fns, state = fresh_train_fns(config)
     state, _ = fns.collect(state)
     return env, fns, jax.device_get(state), state
 

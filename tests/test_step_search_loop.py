@@ -11,9 +11,9 @@ from jaxrl_reason.envs.registry import make
 from jaxrl_reason.problems import initial_states
 from jaxrl_reason.search.decoding import decode
 from jaxrl_reason.training.loop import make_train_fns
-from jaxrl_reason.training.state import build_model, build_optimizer, init_state
+from jaxrl_reason.training.state import build_model, build_optimizer
 from jaxrl_reason.training.step_search import search_kwargs
-from tests.test_train import tiny_config
+from tests.test_train import fresh_train_fns, tiny_config
 
 
 def _config(**changes):
@@ -25,10 +25,7 @@ def _config(**changes):
 
 
 def _collected(config):
-    env = make(config.env_id, **dict(config.env_kwargs))
-    model, tx = build_model(config, env), build_optimizer(config)
-    fns = make_train_fns(config, env, model, tx)
-    state = init_state(config, env, model, tx, mesh=fns.mesh)
+    env, model, fns, state = fresh_train_fns(config)
     before = jax.device_get(state)  # collect donates its input
     new, metrics = fns.collect(state)
     return env, model, fns, before, new, metrics

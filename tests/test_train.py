@@ -17,7 +17,7 @@ from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer
 from jaxrl_reason.run.metrics import read_metrics
 from jaxrl_reason.training.cli import main
-from jaxrl_reason.training.loop import KILL_AT_STEP_ENV, train
+from jaxrl_reason.training.loop import KILL_AT_STEP_ENV, make_train_fns, train
 from jaxrl_reason.training.state import TrainingError, build_model, build_optimizer, init_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,6 +30,15 @@ def restored_state(config, workdir):
     with Checkpointer(workdir, read_only=True) as ckpt:
         state, _ = ckpt.restore(like)
     return jax.device_get(state)
+
+
+def fresh_train_fns(config):
+    """``(env, model, fns, state)``: a run's env, model, jitted train functions and fresh TrainState, as ``train``
+    builds them before its first step."""
+    env = make(config.env_id, **dict(config.env_kwargs))
+    model, tx = build_model(config, env), build_optimizer(config)
+    fns = make_train_fns(config, env, model, tx)
+    return env, model, fns, init_state(config, env, model, tx, mesh=fns.mesh)
 
 
 def tiny_config(**changes):

@@ -1,4 +1,4 @@
-"""Tiny random Hugging Face checkpoints (Llama, Qwen2, Qwen3 layouts) for the tests and for
+"""Tiny random Hugging Face checkpoints (Llama, Qwen2, Qwen3, Gemma 2, Gemma 3 layouts) for the tests and for
 scripts/make_hf_reference.py: numpy and safetensors only (the script runs it where jax is not installed).
 
 Each tensor is drawn from ``numpy.random.default_rng(seed)`` in a fixed order, so a seed names a
@@ -78,6 +78,27 @@ FAMILIES = {
         sliding_window=16,
         tie_word_embeddings=True,
     ),
+    # Gemma 3 (text): Gemma 2's layout plus (1 + w) QK-norm; local and global layers with their own rotary
+    # theta (a small local one, so that they differ), linear rope scaling on the global ones, multi-query
+    # attention, no soft caps (as released)
+    "gemma3": dict(
+        _BASE,
+        architectures=["Gemma3ForCausalLM"],
+        model_type="gemma3_text",
+        vocab_size=50,
+        num_hidden_layers=3,
+        num_key_value_heads=1,
+        head_dim=16,
+        hidden_act="gelu_pytorch_tanh",
+        hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=24,
+        rope_theta=1e6,
+        rope_local_base_freq=100.0,
+        rope_scaling=dict(rope_type="linear", factor=2.0),
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        sliding_window=16,
+        tie_word_embeddings=True,
+    ),
 }
 
 
@@ -94,11 +115,11 @@ def _hf_shapes(cfg):
                        p + "self_attn.v_proj.weight": (g * dh, d), p + "self_attn.o_proj.weight": (d, h * dh),
                        p + "mlp.gate_proj.weight": (m, d), p + "mlp.up_proj.weight": (m, d),
                        p + "mlp.down_proj.weight": (d, m)})  # fmt: skip
-        if cfg["model_type"] == "gemma2":
+        if cfg["model_type"] in ("gemma2", "gemma3_text"):
             shapes.update({p + f"{x}_feedforward_layernorm.weight": (d,) for x in ("pre", "post")})
         if cfg["model_type"] == "qwen2":
             shapes.update({p + f"self_attn.{x}_proj.bias": (n * dh,) for x, n in (("q", h), ("k", g), ("v", g))})
-        if cfg["model_type"] == "qwen3":
+        if cfg["model_type"] in ("qwen3", "gemma3_text"):
             shapes.update({p + "self_attn.q_norm.weight": (dh,), p + "self_attn.k_norm.weight": (dh,)})
     return shapes
 

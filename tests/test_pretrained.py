@@ -1,8 +1,10 @@
-"""Hugging Face checkpoints: tiny random Llama / Qwen2 / Qwen3 directories written here with safetensors.numpy.
+"""Hugging Face checkpoints: tiny random Llama / Qwen2 / Qwen3 / Gemma 2 / Gemma 3 directories written here
+with safetensors.numpy.
 
 The reference is an independent numpy forward written from the Hugging Face model definitions
-(modeling_llama / modeling_qwen2 / modeling_qwen3: RMSNorm, rotate-half RoPE with Llama-3 scaling,
-grouped-query attention by repeating K/V heads, SwiGLU, q/k/v biases, per-head QK-norm), in float64.
+(modeling_llama / qwen2 / qwen3 / gemma2 / gemma3: RMSNorm, rotate-half RoPE with Llama-3 or linear scaling and
+Gemma 3's per-layer-type theta, grouped-query attention by repeating K/V heads, SwiGLU/GeGLU, q/k/v biases,
+per-head QK-norm, Gemma's (1 + w) norms and soft caps), in float64.
 """
 
 import json
@@ -26,11 +28,14 @@ def _rms(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def _inv_freq(cfg, dh):
-    inv_freq = 1.0 / (cfg["rope_theta"] ** (np.arange(0, dh, 2, dtype=np.float64) / dh))
+def _inv_freq(cfg, dh, local=False):
+    theta = cfg["rope_local_base_freq"] if local else cfg["rope_theta"]  # Gemma 3's sliding layers: their own
+    inv_freq = 1.0 / (theta ** (np.arange(0, dh, 2, dtype=np.float64) / dh))
     rs = cfg.get("rope_scaling")
-    if not rs:
+    if not rs or local:
         return inv_freq
+    if rs["rope_type"] == "linear":  # transformers' _compute_linear_scaling_rope_parameters
+        return inv_freq / rs["factor"]
     # transformers' _compute_llama3_parameters
     factor, low, high, old = (
         rs["factor"],
@@ -65,11 +70,9 @@ def reference_logits(t, cfg, ids):
     t = {k: v.astype(np.float64) for k, v in t.items()}
     d, h, g = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
     dh, eps, n = cfg.get("head_dim", d // h), cfg["rms_norm_eps"], len(ids)
-    gemma = cfg["model_type"] == "gemma2"  # modeling_gemma2: Gemma2RMSNorm scales by (1 + w)
+    gemma = cfg["model_type"] in ("gemma2", "gemma3_text")  # Gemma2RMSNorm/Gemma3RMSNorm scale by (1 + w)
     norm = lambda x, name: _rms(x, 1 + t[name] if gemma else t[name], eps)  # noqa: E731
-    freqs = np.arange(n)[:, None] * _inv_freq(cfg, dh)[None]
-    emb = np.concatenate([freqs, freqs], axis=-1)
-    cos, sin = np.cos(emb)[:, None], np.sin(emb)[:, None]  # [T, 1, Dh]
+    types = cfg.get("layer_types") or ["full_attention"] * cfg["num_hidden_layers"]
     causal = np.tril(np.ones((n, n), bool))
     x = t["model.embed_tokens.weight"][ids] * (np.float32(d**0.5) if gemma else 1.0)
     for i in range(cfg["num_hidden_layers"]):
@@ -80,6 +83,9 @@ def reference_logits(t, cfg, ids):
         q, k, v = q.reshape(n, h, dh), k.reshape(n, g, dh), v.reshape(n, g, dh)
         if p + "self_attn.q_norm.weight" in t:
             q, k = norm(q, p + "self_attn.q_norm.weight"), norm(k, p + "self_attn.k_norm.weight")
+        freqs = np.arange(n)[:, None] * _inv_freq(cfg, dh, types[i] == "sliding_attention")[None]
+        emb = np.concatenate([freqs, freqs], axis=-1)
+        cos, sin = np.cos(emb)[:, None], np.sin(emb)[:, None]  # [T, 1, Dh]
         q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
         k, v = np.repeat(k, h // g, axis=1), np.repeat(v, h // g, axis=1)  # repeat_kv
         scores = np.einsum("qhd,khd->hqk", q, k) * cfg.get("query_pre_attn_scalar", dh) ** -0.5
@@ -111,11 +117,13 @@ def test_logits_equal_the_reference_and_prefill_plus_decode_equals_the_full_forw
     tensors = write_checkpoint(tmp_path, cfg, seed=11)
     model, params = jr.load_pretrained(str(tmp_path))
     c = model.config
+    gemma = family in ("gemma2", "gemma3")
     assert (c.mlp, c.qkv_bias, c.qk_norm, c.tie_embeddings, c.post_norms) == (
-        "geglu" if family == "gemma2" else "swiglu", cfg["model_type"] == "qwen2", family == "qwen3",
-        cfg["tie_word_embeddings"], family == "gemma2",
+        "geglu" if gemma else "swiglu", cfg["model_type"] == "qwen2", family in ("qwen3", "gemma3"),
+        cfg["tie_word_embeddings"], gemma,
     )  # fmt: skip
     assert (c.rope_scaling is not None) == (family == "llama")
+    assert (c.local_layers, c.rope_linear_factor) == (((0, 2), 2.0) if family == "gemma3" else ((), 1.0))
     ids = _ids(cfg)
     logits, values = jax.jit(model.apply)(params, ids)
     assert logits.shape == (2, 10, cfg["vocab_size"]) and values.shape == (2, 10)
@@ -233,3 +241,52 @@ def test_bad_checkpoints_raise_one_clear_error_naming_the_tensor(tmp_path):
     assert pretrained.config_from_hf(gemma).max_length == gemma["sliding_window"] == 16
     with pytest.raises(ValueError, match="sliding window is not implemented; expected <= 16, got 32"):
         pretrained.config_from_hf(gemma, max_length=32)
+
+
+def test_gemma3_configs_old_and_new_give_the_same_layer_types_and_rotary_options():
+    cfg = FAMILIES["gemma3"]
+    old = pretrained.config_from_hf(cfg)
+    assert (old.local_layers, old.rope_base, old.rope_local_base, old.rope_linear_factor) == ((0, 2), 1e6, 100.0, 2.0)
+    assert old.max_length == cfg["sliding_window"] == 16  # the window is not computed: capped as for Gemma 2
+    new = {k: v for k, v in cfg.items() if k not in ("rope_theta", "rope_local_base_freq", "rope_scaling")}
+    new["rope_parameters"] = {  # transformers >= 5 writes the rotary options per layer type
+        "full_attention": {"rope_type": "linear", "factor": 2.0, "rope_theta": 1e6},
+        "sliding_attention": {"rope_type": "default", "rope_theta": 100.0},
+    }
+    assert pretrained.config_from_hf(new) == old
+    # no layer_types: every sliding_window_pattern-th layer (default 6) is global, as transformers does
+    n12 = {k: v for k, v in cfg.items() if k != "layer_types"} | {"num_hidden_layers": 12}
+    assert pretrained.config_from_hf(n12).local_layers == (0, 1, 2, 3, 4, 6, 7, 8, 9, 10)
+    n4 = {k: v for k, v in cfg.items() if k != "layer_types"} | {"num_hidden_layers": 4, "sliding_window_pattern": 2}
+    assert pretrained.config_from_hf(n4).local_layers == (0, 2)
+    # save -> config.json -> load keeps them
+    assert pretrained.config_from_hf(json.loads(json.dumps(pretrained.config_to_hf(old)))) == old
+
+
+def test_gemma3_options_the_model_does_not_compute_raise_clear_errors():
+    cfg = FAMILIES["gemma3"]
+    with pytest.raises(ValueError, match="layer_types: expected 3 of"):
+        pretrained.config_from_hf({**cfg, "layer_types": ["sliding_attention", "chunked_attention", "full_attention"]})
+    with pytest.raises(ValueError, match="Gemma 3 rope scaling \\('yarn', 'default'\\) is not supported"):
+        pretrained.config_from_hf({**cfg, "rope_scaling": {"rope_type": "yarn", "factor": 2.0}})
+    with pytest.raises(ValueError, match="use_bidirectional_attention is not supported"):
+        pretrained.config_from_hf({**cfg, "use_bidirectional_attention": True})
+    llama = jr.TransformerConfig(num_actions=8, vocab_size=8, mlp="swiglu", num_layers=2, local_layers=(0,))
+    with pytest.raises(ValueError, match="LlamaForCausalLM has no local_layers"):
+        pretrained.config_to_hf(llama)
+    with pytest.raises(ValueError, match="local_layers: increasing layer indices in \\[0, 2\\)"):
+        jr.TransformerConfig(num_actions=8, vocab_size=8, num_layers=2, local_layers=(2,))
+
+
+def test_local_layers_rotate_with_their_own_base_and_nothing_else_changes():
+    """A model whose every layer is local equals one whose global base is the local base (and no scaling)."""
+    base = dict(num_actions=11, vocab_size=11, d_model=32, num_heads=2, num_layers=2, mlp_dim=32, max_length=12)
+    local = jr.PolicyValueTransformer(jr.TransformerConfig(**base, local_layers=(0, 1), rope_local_base=50.0,
+                                                           rope_linear_factor=3.0))  # fmt: skip
+    plain = jr.PolicyValueTransformer(jr.TransformerConfig(**base, rope_base=50.0))
+    other = jr.PolicyValueTransformer(jr.TransformerConfig(**base))
+    params = plain.init(jax.random.key(0))
+    ids = _ids({"vocab_size": 11}, n=12)
+    a, b, c = (m.apply(params, ids)[0] for m in (local, plain, other))
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert float(jnp.abs(a - c).max()) > 1e-3  # the base matters at these positions

@@ -1,4 +1,5 @@
-"""Hugging Face checkpoints in and out: Llama 3, Qwen2/2.5 and Qwen3 decoders as a policy-value model.
+"""Hugging Face checkpoints in and out: Llama 3, Qwen2/2.5, Qwen3, Gemma 2 and Gemma 3 (text) decoders as a
+policy-value model.
 
 :func:`load_pretrained` reads a local Hugging Face directory (``config.json`` and ``model.safetensors``
 or a sharded ``model.safetensors.index.json``) with the ``safetensors`` library (numpy; no torch, no
@@ -71,8 +72,13 @@ _FAMILIES = {
         _Family("Qwen3ForCausalLM", "qwen3", "silu", (("qk_norm", True),)),
         _Family("Gemma2ForCausalLM", "gemma2", "gelu_pytorch_tanh",
                 (("mlp", "geglu"), ("embed_scale", True), ("norm_unit_offset", True), ("post_norms", True))),
+        _Family("Gemma3ForCausalLM", "gemma3_text", "gelu_pytorch_tanh",
+                (("mlp", "geglu"), ("embed_scale", True), ("norm_unit_offset", True), ("post_norms", True),
+                 ("qk_norm", True))),
     )
 }  # fmt: skip
+_GEMMAS = ("gemma2", "gemma3_text")  # sliding-window families: the length is capped at the window
+_LOCAL, _GLOBAL = "sliding_attention", "full_attention"  # Gemma 3's layer types
 
 # -- the name table ------------------------------------------------------------------------------------
 # (Hugging Face name under "model.layers.{i}.", our per-layer name, layout kind). Kinds are in _KINDS.
@@ -192,6 +198,40 @@ def _rope(hf: dict[str, Any]) -> tuple[float, tuple[float, float, float, float] 
     return theta, tuple(float(scaling[k]) for k in keys)
 
 
+def _gemma3_rope(hf: dict[str, Any]) -> dict[str, Any]:
+    """Gemma 3's rotary options: each layer's type (``layer_types``, or every ``sliding_window_pattern``-th
+    layer global), the global theta with optional linear scaling, the local layers' theta. Reads the
+    per-layer-type ``rope_parameters`` of recent configs and the older ``rope_theta`` /
+    ``rope_local_base_freq`` / ``rope_scaling`` keys."""
+    n = hf["num_hidden_layers"]
+    pattern = hf.get("sliding_window_pattern", 6)
+    types = hf.get("layer_types") or [_LOCAL if (i + 1) % pattern else _GLOBAL for i in range(n)]
+    if len(types) != n or set(types) - {_LOCAL, _GLOBAL}:
+        raise ValueError(f"{CONFIG_FILE}: layer_types: expected {n} of {_LOCAL!r}/{_GLOBAL!r}, got {types!r}")
+    params = hf.get("rope_parameters") or {}
+    full, local = params.get(_GLOBAL) or {}, params.get(_LOCAL) or {}
+    scaling = {**(hf.get("rope_scaling") or {}), **full}
+    kinds = (scaling.get("rope_type", scaling.get("type", "default")), local.get("rope_type", "default"))
+    if kinds[0] not in ("default", "linear") or kinds[1] != "default":
+        raise ValueError(
+            f"{CONFIG_FILE}: Gemma 3 rope scaling {kinds!r} is not supported (expected 'default' or 'linear' "
+            "for the global layers, 'default' for the local ones)"
+        )
+    return dict(
+        rope_base=float(full.get("rope_theta", hf.get("rope_theta", 1e6))),
+        rope_local_base=float(local.get("rope_theta", hf.get("rope_local_base_freq", 1e4))),
+        rope_linear_factor=float(scaling.get("factor", 1.0)) if kinds[0] == "linear" else 1.0,
+        local_layers=tuple(i for i, kind in enumerate(types) if kind == _LOCAL),
+    )
+
+
+def _rope_options(hf: dict[str, Any], family: _Family) -> dict[str, Any]:
+    if family.model_type == "gemma3_text":
+        return _gemma3_rope(hf)
+    theta, scaling = _rope(hf)
+    return dict(rope_base=theta, rope_scaling=scaling)
+
+
 def _family_options(hf: dict[str, Any], family: _Family, max_length: int | None) -> dict[str, Any]:
     """The options of one checkpoint beyond the family's fixed ones; rejects what we do not compute."""
     act = hf.get("hidden_activation") or hf.get("hidden_act") or family.activation
@@ -203,14 +243,16 @@ def _family_options(hf: dict[str, Any], family: _Family, max_length: int | None)
         )
     if hf.get("use_sliding_window", False):
         raise ValueError(f"{CONFIG_FILE}: sliding-window attention (use_sliding_window) is not supported")
+    if hf.get("use_bidirectional_attention", False):
+        raise ValueError(f"{CONFIG_FILE}: use_bidirectional_attention is not supported (a decoder is causal)")
     longest = hf.get("max_position_embeddings", 2048)
-    if family.model_type != "gemma2":
+    if family.model_type not in _GEMMAS:
         return dict(max_length=max_length or longest)
     # Sliding-window layers equal global ones while every sequence fits in the window: cap the length.
     window = hf.get("sliding_window") or longest
     if max_length is not None and max_length > window:
         raise ValueError(
-            f"max_length: Gemma 2's sliding window is not implemented; expected <= {window}, got {max_length}"
+            f"max_length: Gemma's sliding window is not implemented; expected <= {window}, got {max_length}"
         )
     options = dict(
         max_length=min(max_length or longest, window),
@@ -230,16 +272,15 @@ def config_from_hf(
     Raises ``ValueError`` for an architecture or an option this model does not compute.
     """
     family = _family(hf)
-    theta, scaling = _rope(hf)
     heads = hf["num_attention_heads"]
-    tied_default = family.model_type == "gemma2"
+    tied_default = family.model_type in _GEMMAS
     return TransformerConfig(
         num_actions=hf["vocab_size"], vocab_size=hf["vocab_size"],
         d_model=hf["hidden_size"], num_heads=heads, num_layers=hf["num_hidden_layers"],
         mlp_dim=hf["intermediate_size"], dtype=dtype, param_dtype=param_dtype or dtype, value_head=value_head,
-        num_value_bins=num_value_bins, rope_base=theta, num_kv_heads=hf.get("num_key_value_heads") or heads,
+        num_value_bins=num_value_bins, num_kv_heads=hf.get("num_key_value_heads") or heads,
         head_dim=hf.get("head_dim") or hf["hidden_size"] // heads, norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-        tie_embeddings=bool(hf.get("tie_word_embeddings", tied_default)), rope_scaling=scaling,
+        tie_embeddings=bool(hf.get("tie_word_embeddings", tied_default)), **_rope_options(hf, family),
         **family.config_options, **_family_options(hf, family, max_length),
     )  # fmt: skip
 
@@ -276,6 +317,9 @@ def config_to_hf(config: TransformerConfig, architecture: str | None = None) -> 
             f"got num_actions={c.num_actions}, vocab_size={c.vocab_size}"
         )
     family = _family_of(c, architecture)
+    gemma3 = family.model_type == "gemma3_text"
+    if not gemma3 and (c.local_layers or c.rope_linear_factor != 1):
+        raise ValueError(f"{family.architecture} has no local_layers or rope_linear_factor (Gemma 3 options)")
     hf = dict(
         architectures=[family.architecture], model_type=family.model_type, vocab_size=c.vocab_size,
         hidden_size=c.d_model, intermediate_size=c.mlp_dim, num_hidden_layers=c.num_layers,
@@ -284,10 +328,14 @@ def config_to_hf(config: TransformerConfig, architecture: str | None = None) -> 
         rope_theta=c.rope_base, tie_word_embeddings=c.tie_embeddings, attention_bias=False,
         torch_dtype=c.param_dtype, use_cache=True,
     )  # fmt: skip
-    if family.model_type == "gemma2":
+    if family.model_type in _GEMMAS:
         q = int(c.query_scale) if float(c.query_scale).is_integer() else c.query_scale  # transformers wants an int
         hf.update(hidden_activation=family.activation, query_pre_attn_scalar=q, sliding_window=c.max_length,
                   attn_logit_softcapping=c.attn_softcap, final_logit_softcapping=c.logit_softcap)  # fmt: skip
+    if gemma3:
+        linear = dict(rope_type="linear", factor=c.rope_linear_factor) if c.rope_linear_factor != 1 else None
+        hf.update(rope_local_base_freq=c.rope_local_base, rope_scaling=linear,
+                  layer_types=[_LOCAL if i in c.local_layers else _GLOBAL for i in range(c.num_layers)])  # fmt: skip
     if c.rope_scaling is not None:
         factor, low, high, original = c.rope_scaling
         hf["rope_scaling"] = dict(rope_type="llama3", factor=factor, low_freq_factor=low, high_freq_factor=high,
@@ -415,7 +463,8 @@ def load_pretrained(
     path: str, *, dtype: str = "float32", param_dtype: str | None = None, mesh: jax.sharding.Mesh | None = None,
     max_length: int | None = None, value_head: str = "scalar", num_value_bins: int = 51, seed: int = 0,
 ) -> tuple[PolicyValueTransformer, dict[str, Any]]:  # fmt: skip
-    """A Hugging Face decoder (Llama 3, Qwen2/2.5, Qwen3) from a local directory as a policy-value model.
+    """A Hugging Face decoder (Llama 3, Qwen2/2.5, Qwen3, Gemma 2, Gemma 3) from a local directory as a
+    policy-value model.
 
     Args:
       path: a directory with ``config.json`` and ``model.safetensors`` (or a sharded
@@ -456,9 +505,9 @@ def save_pretrained(
     """Writes the policy in the Hugging Face layout: ``config.json``, ``model.safetensors`` (Hugging Face
     names and shapes, ``config.param_dtype``) and the value head apart in ``value_head.safetensors``.
 
-    `architecture` defaults from the options: ``Qwen3ForCausalLM`` with ``qk_norm``, ``Qwen2ForCausalLM``
-    with ``qkv_bias``, else ``LlamaForCausalLM``. :func:`load_pretrained` of the directory gives back the
-    same config and bit-identical params. A model with LoRA adapters is written merged
+    `architecture` defaults to the family whose fixed options the config has (``TransformerConfig``'s
+    ``qk_norm``, ``qkv_bias``, Gemma's options...; Llama when none). :func:`load_pretrained` of the
+    directory gives back the same config and bit-identical params. A model with LoRA adapters is written merged
     (:func:`~jaxrl_reason.models.lora.merge_lora`). Params are gathered to this host (one process).
     """
     params, config = merge_lora(params, config)  # LoRA adapters folded into the weights

@@ -81,6 +81,12 @@ class TransformerConfig:
     instead of ``head_dim**-0.5``), ``attn_softcap`` and ``logit_softcap`` (``cap * tanh(x / cap)`` on
     the attention scores and on the policy logits).
 
+    Gemma 3's options (with Gemma 2's, and ``qk_norm``): ``local_layers`` (the indices of the layers Gemma 3
+    runs with sliding-window attention; here they differ from the others only by their rotary base
+    ``rope_local_base``: the window itself is not applied, so a model's ``max_length`` must fit in it, and
+    :func:`~jaxrl_reason.models.pretrained.load_pretrained` caps it there) and ``rope_linear_factor`` (linear
+    RoPE scaling: the other layers' rotary frequencies divided by it; 1 is none).
+
     LoRA (:mod:`jaxrl_reason.models.lora`): ``lora_rank`` > 0 adds low-rank adapters ``A [in, r]``, ``B [r, out]``
     (B zero at init) to the projections named in ``lora_targets``; each layer computes with
     ``W + (lora_alpha / lora_rank) · A·B``.
@@ -112,6 +118,9 @@ class TransformerConfig:
     query_scale: float | None = None
     attn_softcap: float | None = None
     logit_softcap: float | None = None
+    local_layers: tuple[int, ...] = ()
+    rope_local_base: float = 10_000.0
+    rope_linear_factor: float = 1.0
     lora_rank: int = 0
     lora_alpha: float = DEFAULT_LORA_ALPHA
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
@@ -133,6 +142,7 @@ class TransformerConfig:
             need(len(self.rope_scaling) == 4, f"rope_scaling of 4 numbers, got {self.rope_scaling!r}")
             object.__setattr__(self, "rope_scaling", tuple(float(x) for x in self.rope_scaling))
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+        object.__setattr__(self, "local_layers", tuple(self.local_layers))
 
         positive = (
             *("num_actions", "vocab_size", "max_length", "d_model", "num_heads", "num_kv_heads", "num_layers"),
@@ -160,6 +170,13 @@ class TransformerConfig:
         for name in ("query_scale", "attn_softcap", "logit_softcap"):
             v = getattr(self, name)
             need(v is None or v > 0, f"{name} None or > 0, got {v!r}")
+        need(
+            list(self.local_layers) == sorted(set(self.local_layers))
+            and all(isinstance(i, int) and 0 <= i < self.num_layers for i in self.local_layers),
+            f"local_layers: increasing layer indices in [0, {self.num_layers}), got {self.local_layers}",
+        )
+        need(self.rope_local_base > 1, f"rope_local_base > 1, got {self.rope_local_base}")
+        need(self.rope_linear_factor >= 1, f"rope_linear_factor >= 1, got {self.rope_linear_factor}")
         need(isinstance(self.lora_rank, int) and self.lora_rank >= 0, f"lora_rank >= 0, got {self.lora_rank!r}")
         need(self.lora_alpha > 0, f"lora_alpha > 0, got {self.lora_alpha}")
         unknown = sorted(set(self.lora_targets) - set(LORA_TARGETS))
@@ -243,12 +260,18 @@ def _softcap(x: Array, cap: float | None) -> Array:
     return x if cap is None else cap * jnp.tanh(x / cap)
 
 
-def rope_frequencies(config: TransformerConfig) -> Array:
+def rope_frequencies(config: TransformerConfig, *, local: bool = False) -> Array:
     """[head_dim/2] f32 inverse frequencies of the rotary embedding: ``rope_base ** (-i / (Dh/2))``,
-    rescaled Llama-3 style when ``config.rope_scaling`` is set (low frequencies divided by ``factor``,
-    high ones kept, a smooth blend between)."""
+    divided by ``rope_linear_factor``, rescaled Llama-3 style when ``config.rope_scaling`` is set (low
+    frequencies divided by ``factor``, high ones kept, a smooth blend between). The `local` layers'
+    (``config.local_layers``, Gemma 3) are ``rope_local_base ** (-i / (Dh/2))``, unscaled."""
     half = config.head_dim // 2
-    inv_freq = config.rope_base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    exponents = -jnp.arange(half, dtype=jnp.float32) / half
+    if local:
+        return config.rope_local_base**exponents
+    inv_freq = config.rope_base**exponents
+    if config.rope_linear_factor != 1:
+        inv_freq = inv_freq / config.rope_linear_factor
     if config.rope_scaling is None:
         return inv_freq
     factor, low, high, original = config.rope_scaling
@@ -258,6 +281,12 @@ def rope_frequencies(config: TransformerConfig) -> Array:
     blended = (1 - smooth) * scaled / factor + smooth * scaled
     medium = (wavelen >= original / high) & (wavelen <= original / low)
     return jnp.where(medium, blended, scaled)
+
+
+def _rotation(positions: Array, inv_freq: Array) -> tuple[Array, Array]:
+    """``(sin, cos)`` ``[B,T,1,1,Dh/2]`` of the rotary angles ``positions [B,T] x inv_freq [Dh/2]``."""
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B,T,Dh/2]
+    return jnp.sin(angles)[:, :, None, None], jnp.cos(angles)[:, :, None, None]
 
 
 def _rotate(x: Array, sin: Array, cos: Array) -> Array:
@@ -469,8 +498,8 @@ class _Network(nn.Module):
         if c.embed_scale:  # Gemma: sqrt(D), rounded to the param dtype as Gemma's reference does
             x = x * jnp.asarray(c.d_model**0.5, pdtype).astype(jnp.float32)
 
-        angles = positions.astype(jnp.float32)[..., None] * rope_frequencies(c)  # [B,T,Dh/2]
-        sin, cos = jnp.sin(angles)[:, :, None, None], jnp.cos(angles)[:, :, None, None]  # [B,T,1,1,Dh/2]
+        kinds = (False, True) if c.local_layers else (False,)  # global layers, then Gemma 3's local ones
+        rotations = {local: _rotation(positions, rope_frequencies(c, local=local)) for local in kinds}
 
         t = tokens.shape[1]
         self_mask = jnp.tril(jnp.ones((t, t), bool))[None]  # [1,T,T]
@@ -485,6 +514,7 @@ class _Network(nn.Module):
         ]
         for i in range(c.num_layers):
             layer_ctx = [(kt[i], vt[i], m) for kt, vt, m in context]
+            sin, cos = rotations[i in c.local_layers]
             x, k, v = _Block(c, name=f"layer_{i}")(x, sin, cos, self_mask, layer_ctx)
             ks.append(k)
             vs.append(v)

@@ -85,6 +85,16 @@ def test_block_whitespace_and_special_tokens_as_transformers(base):
     )
 
 
+def test_loop_controls_tojson_and_no_clock(base):
+    template = (
+        "{% for m in messages %}{% if loop.index > 1 %}{% break %}{% endif %}{{ m | tojson }}{% endfor %}"
+        "{% if strftime_now is defined %}{{ strftime_now('%Y') }}{% else %} 26 Jul 2024{% endif %}"
+    )
+    tok = jr.BPETokenizer(base, eos="<|im_end|>", chat_template=template)
+    messages = [{"role": "user", "content": "é"}, {"role": "user", "content": "b"}]
+    assert tok.apply_chat_template(messages) == '{"role": "user", "content": "é"} 26 Jul 2024'
+
+
 def test_template_sources(tmp_path, base):
     named = [{"name": "tool_use", "template": OTHER}, {"name": "default", "template": CHATML}]
     assert jr.BPETokenizer.from_pretrained(str(_write(tmp_path / "list", chat_template=named))).chat_template == CHATML

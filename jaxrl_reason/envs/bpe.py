@@ -26,7 +26,6 @@ conversation with it as transformers does::
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import os
@@ -71,19 +70,15 @@ def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
-def _strftime_now(fmt):
-    return datetime.datetime.now().strftime(fmt)
-
-
 def _compile_chat_template(template: str) -> jinja2.Template:
     """The Jinja environment of transformers' ``apply_chat_template``: sandboxed, ``trim_blocks`` and
-    ``lstrip_blocks``, loop controls, the ``tojson`` filter, ``raise_exception`` and ``strftime_now``."""
+    ``lstrip_blocks``, loop controls, the ``tojson`` filter and ``raise_exception``. Not its ``strftime_now``:
+    prompts must not change with the date (templates that use it, Llama 3.2's, fall back to a fixed date)."""
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(
         trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
     try:
         return env.from_string(template)
     except jinja2.exceptions.TemplateSyntaxError as e:

@@ -237,13 +237,15 @@ def test_a_pretrained_run_with_a_chat_template(tmp_path, model_dir):
     again = over_tokenizer(jr.make("addition-v0", num_digits=2), saved, VOCAB, **chat_options(config))
     assert again.prompt_text({"a": 1, "b": 2}) == env.prompt_text({"a": 1, "b": 2})
     check_saved_tokenizer(str(tmp_path / "w"), env)  # unchanged: no error
-    other = jr.with_tokenizer(
-        jr.make("addition-v0", num_digits=2),
-        jr.BPETokenizer(env.tokenizer.backend, eos="<|im_end|>", pad="<|endoftext|>", chat_template=OTHER),
-        num_actions=VOCAB,
-    )
+    char = jr.make("addition-v0", num_digits=2)
+    retemplated = jr.BPETokenizer(env.tokenizer.backend, eos="<|im_end|>", pad="<|endoftext|>", chat_template=OTHER)
     with pytest.raises(ConfigError, match="holds a run over another tokenizer"):
-        check_saved_tokenizer(str(tmp_path / "w"), other)
+        check_saved_tokenizer(str(tmp_path / "w"), jr.with_tokenizer(char, retemplated, num_actions=VOCAB, chat=True))
+    # a run without chat ignores the template, not the special tokens
+    check_saved_tokenizer(str(tmp_path / "w"), jr.with_tokenizer(char, retemplated, num_actions=VOCAB))
+    other_pad = jr.BPETokenizer(env.tokenizer.backend, eos="<|im_end|>", pad="<|im_start|>", chat_template=CHATML)
+    with pytest.raises(ConfigError, match="holds a run over another tokenizer"):
+        check_saved_tokenizer(str(tmp_path / "w"), jr.with_tokenizer(char, other_pad, num_actions=VOCAB))
     # a resumed run checks the chat options; runs saved before them had none
     meta = run_meta(config, env)
     assert meta["chat"] == {"chat": True, "system": "Add."}

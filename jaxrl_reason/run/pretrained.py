@@ -125,11 +125,18 @@ def saved_tokenizer(workdir: str) -> BPETokenizer | None:
     return BPETokenizer.from_pretrained(path) if os.path.isfile(os.path.join(path, TOKENIZER_FILE)) else None
 
 
+def _identity(tokenizer: BPETokenizer, chat: bool) -> tuple:
+    forms = (tokenizer.pad, tokenizer.bos, tokenizer.eos, tokenizer.answer_marker)
+    return (tokenizer.backend.to_str(), forms, tokenizer.chat_template if chat else None)
+
+
 def check_saved_tokenizer(workdir: str, env) -> None:
     """Raises ConfigError when a resumed run's env is over another tokenizer than the one it saved (its
-    vocabulary, special tokens or chat template changed in ``model.pretrained``)."""
+    vocabulary or special tokens changed in ``model.pretrained``, or its chat template when the run uses it; a
+    run without chat ignores the template, e.g. a ``chat_template.jinja`` the workdirs of older versions lack)."""
     saved, current = saved_tokenizer(workdir), getattr(env, "tokenizer", None)
-    if saved is not None and isinstance(current, BPETokenizer) and saved != current:
+    chat = bool(getattr(env, "chat", False))
+    if saved is not None and isinstance(current, BPETokenizer) and _identity(saved, chat) != _identity(current, chat):
         raise ConfigError(
             f"workdir {workdir!r} holds a run over another tokenizer than model.pretrained's ({saved!r} in "
             f"{os.path.join(workdir, TOKENIZER_DIR)}, now {current!r}: its vocabulary, special tokens or chat "

@@ -46,6 +46,10 @@ def base_config() -> ml_collections.ConfigDict:
     # the directory holds a tokenizer.json the task runs over that vocabulary (jr.with_tokenizer). A resumed
     # run takes its params from its own checkpoint. model.overrides may then set only PRETRAINED_OVERRIDES.
     c.model.pretrained = ""
+    # With model.pretrained over its tokenizer: True formats each prompt with the tokenizer's chat template (one
+    # user message, the assistant's turn opened), after a system message when system_prompt is not empty.
+    c.model.chat_template = False
+    c.model.system_prompt = ""
     # LoRA (jaxrl_reason/models/lora.py): rank > 0 freezes the base params and trains low-rank adapters of the
     # projections named in lora_targets ("qkv", "attn_out", "mlp_in", "mlp_gate", "mlp_out") and the value head.
     c.model.lora_rank = 0
@@ -510,7 +514,14 @@ PRETRAINED_OVERRIDES = ("dtype", "param_dtype", "value_head", "num_value_bins")
 
 
 def _validate_pretrained(config) -> None:
+    if config.model.system_prompt and not config.model.chat_template:
+        raise ConfigError("model.system_prompt is a message of the chat template: it needs model.chat_template=True")
     if not config.model.pretrained:
+        if config.model.chat_template:
+            raise ConfigError(
+                "model.chat_template=True formats prompts with a pretrained tokenizer's chat template: it needs "
+                "model.pretrained (a directory with tokenizer.json)"
+            )
         return
     fixed = sorted(set(config.model.overrides) - set(PRETRAINED_OVERRIDES))
     if fixed:

@@ -15,6 +15,13 @@ The special tokens come from ``tokenizer_config.json`` when the directory has on
 be one token: when the vocabulary lacks it, it is added as a special token with the next free id
 (``vocab_size`` grows by one), which must fit the model's embedding table (Qwen's has room: 151,936
 rows for 151,665 tokens).
+
+A tokenizer may carry a Hugging Face chat template (Jinja), read from ``tokenizer_config.json``'s
+``chat_template`` or a ``chat_template.jinja`` file; :meth:`BPETokenizer.apply_chat_template` renders a
+conversation with it as transformers does::
+
+    tok.apply_chat_template([{"role": "user", "content": "What is 2+3?"}])
+    # Qwen: "<|im_start|>system\n...<|im_end|>\n<|im_start|>user\nWhat is 2+3?<|im_end|>\n<|im_start|>assistant\n"
 """
 
 from __future__ import annotations
@@ -22,13 +29,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+import jinja2
+import jinja2.ext
+import jinja2.sandbox
 import numpy as np
 import tokenizers
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
+CHAT_TEMPLATE_FILE = "chat_template.jinja"  # newer transformers save the template apart from the config
 DEFAULT_ANSWER_MARKER = "<answer>"
 
 
@@ -37,6 +48,41 @@ def _token_text(value) -> str | None:
     if isinstance(value, dict):
         return value.get("content")
     return value
+
+
+def _config_chat_template(value, source: str) -> str | None:
+    """``chat_template`` of ``tokenizer_config.json``: a string, or a list of ``{"name", "template"}`` (the one
+    named "default" is used, as transformers does when no name is given; None when there is none)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(t, dict) and {"name", "template"} <= set(t) for t in value):
+        return next((t["template"] for t in value if t["name"] == "default"), None)
+    raise ValueError(
+        f"{source}: chat_template must be a string or a list of {{'name', 'template'}} dicts, got {value!r:.200}"
+    )
+
+
+def _raise_exception(message):
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _compile_chat_template(template: str) -> jinja2.Template:
+    """The Jinja environment of transformers' ``apply_chat_template``: sandboxed, ``trim_blocks`` and
+    ``lstrip_blocks``, loop controls, the ``tojson`` filter and ``raise_exception``. Not its ``strftime_now``:
+    prompts must not change with the date (templates that use it, Llama 3.2's, fall back to a fixed date)."""
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    try:
+        return env.from_string(template)
+    except jinja2.exceptions.TemplateSyntaxError as e:
+        raise ValueError(f"chat_template is not a valid Jinja template (line {e.lineno}): {e.message}") from None
 
 
 class BPETokenizer:
@@ -48,6 +94,8 @@ class BPETokenizer:
       pad: text of the padding token (default: `eos`, as Llama and Qwen do).
       bos: text of the beginning-of-sequence token, or ``None`` when the model has none (Qwen).
       answer_marker: text of the answer marker; added as a special token if the vocabulary lacks it.
+      chat_template: a Hugging Face chat template (Jinja source) for :meth:`apply_chat_template`, or None.
+        Part of the tokenizer's identity (equality and hash).
     """
 
     def __init__(
@@ -58,6 +106,7 @@ class BPETokenizer:
         pad: str | None = None,
         bos: str | None = None,
         answer_marker: str = DEFAULT_ANSWER_MARKER,
+        chat_template: str | None = None,
     ):
         if not isinstance(tokenizer, tokenizers.Tokenizer):
             raise ValueError(f"expected a tokenizers.Tokenizer, got {type(tokenizer).__name__}")
@@ -80,15 +129,24 @@ class BPETokenizer:
             ids.append(tid)
         self.pad_id, self.bos_id, self.eos_id, self.answer_id = ids
         self._vocab_size = tok.get_vocab_size(with_added_tokens=True)
-        self._hash = int.from_bytes(hashlib.sha256(repr((self._json, self._forms)).encode()).digest()[:8], "little")
+        if chat_template is not None and not isinstance(chat_template, str):
+            raise ValueError(f"chat_template: expected Jinja source (str) or None, got {type(chat_template).__name__}")
+        self._chat_template = chat_template
+        self._compiled = None if chat_template is None else _compile_chat_template(chat_template)
+        self._hash = int.from_bytes(hashlib.sha256(repr(self._key()).encode()).digest()[:8], "little")
 
     @classmethod
     def from_pretrained(
         cls, path: str, *, eos: str | None = None, pad: str | None = None, bos: str | None = None,
-        answer_marker: str = DEFAULT_ANSWER_MARKER,
+        answer_marker: str = DEFAULT_ANSWER_MARKER, chat_template: str | None = None,
     ) -> BPETokenizer:  # fmt: skip
-        """From a Hugging Face directory (``tokenizer.json``, optional ``tokenizer_config.json``) or a
-        ``tokenizer.json`` file. Arguments given override the config's special tokens."""
+        """From a Hugging Face directory (``tokenizer.json``, optional ``tokenizer_config.json`` and
+        ``chat_template.jinja``) or a ``tokenizer.json`` file. Arguments given override the config's special
+        tokens and chat template.
+
+        The chat template is ``chat_template.jinja`` when the directory has one (as transformers reads it),
+        else the config's ``chat_template``: a string, or a list of ``{"name", "template"}`` of which the one
+        named "default" is taken (none: no template)."""
         path = os.path.expanduser(path)
         file = os.path.join(path, TOKENIZER_FILE) if os.path.isdir(path) else path
         if not os.path.exists(file):
@@ -103,7 +161,17 @@ class BPETokenizer:
             raise ValueError(f"{path}: no eos_token in {TOKENIZER_CONFIG_FILE}; pass eos=...")
         pad = pad or _token_text(config.get("pad_token"))
         bos = bos or _token_text(config.get("bos_token"))
-        return cls(tokenizers.Tokenizer.from_file(file), eos=eos, pad=pad, bos=bos, answer_marker=answer_marker)
+        if chat_template is None:
+            template_file = os.path.join(os.path.dirname(file), CHAT_TEMPLATE_FILE)
+            if os.path.exists(template_file):
+                with open(template_file) as f:
+                    chat_template = f.read()
+            else:
+                chat_template = _config_chat_template(config.get("chat_template"), config_file)
+        return cls(
+            tokenizers.Tokenizer.from_file(file), eos=eos, pad=pad, bos=bos, answer_marker=answer_marker,
+            chat_template=chat_template,
+        )  # fmt: skip
 
     # -- text forms of the special tokens --------------------------------------------------------
     @property
@@ -121,6 +189,11 @@ class BPETokenizer:
     @property
     def answer_marker(self) -> str:
         return self._forms[3]
+
+    @property
+    def chat_template(self) -> str | None:
+        """The chat template's Jinja source, or None."""
+        return self._chat_template
 
     @property
     def vocab_size(self) -> int:
@@ -169,12 +242,50 @@ class BPETokenizer:
             raise ValueError(f"token id {int(bad[0])} is outside the vocabulary [0, {self._vocab_size})")
         return self._tok.decode([int(t) for t in flat], skip_special_tokens=False)
 
+    # -- chat template -----------------------------------------------------------------------------
+    def apply_chat_template(self, messages: Sequence[dict], *, add_generation_prompt: bool = True) -> str:
+        """`messages` (dicts with ``"role"`` and ``"content"``, e.g. ``{"role": "user", "content": ...}``)
+        rendered with the chat template, as transformers' ``apply_chat_template(..., tokenize=False)`` does:
+        the template sees ``messages``, ``add_generation_prompt`` (open an assistant turn at the end),
+        ``bos_token``, ``eos_token`` and ``pad_token``. Returns text; :meth:`encode` reads its special forms
+        back as one token each.
+
+        Raises:
+          ValueError: the tokenizer has no chat template, a message is not a ``{"role", "content"}`` dict, or
+            the template refuses the conversation (its ``raise_exception(message)``).
+        """
+        if self._compiled is None:
+            raise ValueError(
+                "this tokenizer has no chat template: expected chat_template=... (Jinja source), or a directory "
+                f"whose {TOKENIZER_CONFIG_FILE} has a 'chat_template' (a string, or a list with one named "
+                f"'default') or that holds a {CHAT_TEMPLATE_FILE}"
+            )
+        messages = list(messages)
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or "content" not in m:
+                raise ValueError(f"message {i}: expected a dict with 'role' (str) and 'content', got {m!r:.200}")
+        special = {"bos_token": self.bos, "eos_token": self.eos, "pad_token": self.pad}
+        special = {k: v for k, v in special.items() if v is not None}  # no BOS (Qwen): bos_token is undefined
+        try:
+            return self._compiled.render(
+                messages=messages, add_generation_prompt=bool(add_generation_prompt), tools=None, documents=None,
+                **special,
+            )  # fmt: skip
+        except jinja2.exceptions.TemplateError as e:
+            raise ValueError(f"the chat template refused the messages: {e.message or e}") from None
+
     # -- value semantics (hashable: envs close over tokenizers inside jit) ------------------------
+    def _key(self) -> tuple:
+        return (self._json, self._forms, self._chat_template)
+
     def __eq__(self, other):
-        return isinstance(other, BPETokenizer) and (self._json, self._forms) == (other._json, other._forms)
+        return isinstance(other, BPETokenizer) and self._key() == other._key()
 
     def __hash__(self):
         return self._hash
 
     def __repr__(self):
-        return f"BPETokenizer(vocab_size={self.vocab_size}, eos={self.eos!r}, answer_marker={self.answer_marker!r})"
+        chat = ", chat_template=..." if self._chat_template is not None else ""
+        return (
+            f"BPETokenizer(vocab_size={self.vocab_size}, eos={self.eos!r}, answer_marker={self.answer_marker!r}{chat})"
+        )

@@ -99,7 +99,8 @@ def thinking_budget_env(agent: Agent, max_response_tokens: int):
     kwargs = {**dict(agent.config.env_kwargs), "max_response_length": int(max_response_tokens)}
     env = make(agent.config.env_id, **kwargs)
     if isinstance(getattr(agent.env, "tokenizer", None), BPETokenizer):  # a run over a pretrained model's vocabulary
-        env = over_tokenizer(env, agent.env.tokenizer, agent.env.spec.num_actions)
+        chat = {"chat": getattr(agent.env, "chat", False), "system": getattr(agent.env, "system", None)}
+        env = over_tokenizer(env, agent.env.tokenizer, agent.env.spec.num_actions, **chat)
     if env.spec.max_length > agent.model.config.max_length:
         raise ValueError(
             f"max_response_tokens={max_response_tokens} makes episodes of {env.spec.max_length} tokens; the model "

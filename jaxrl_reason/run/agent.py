@@ -20,7 +20,7 @@ from jaxrl_reason.envs.registry import make
 from jaxrl_reason.models import PolicyValueTransformer, TransformerConfig
 from jaxrl_reason.models.sampling import mask_logits, sample_action
 from jaxrl_reason.run.checkpoint import Checkpointer
-from jaxrl_reason.run.pretrained import over_tokenizer, saved_tokenizer
+from jaxrl_reason.run.pretrained import chat_options, over_tokenizer, saved_tokenizer
 from jaxrl_reason.search import SearchConfig, mcts_policy, search_config_from
 from jaxrl_reason.search.decoding import verifier_allowed
 from jaxrl_reason.types import EnvState
@@ -86,7 +86,7 @@ class Agent:
         config = saved_config(meta["config"])
         model = PolicyValueTransformer(TransformerConfig(**meta["model"]))
         env = make(meta["env_id"], **meta["env_kwargs"])
-        env = over_tokenizer(env, saved_tokenizer(workdir), model.config.num_actions)  # model.pretrained's
+        env = over_tokenizer(env, saved_tokenizer(workdir), model.config.num_actions, **chat_options(config))
         return cls(model=model, params=params, env=env, config=config, mesh=mesh)
 
     @property

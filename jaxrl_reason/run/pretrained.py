@@ -3,8 +3,9 @@
 With ``model.pretrained`` the model's config comes from ``DIR/config.json`` (:func:`jr.models.pretrained_config`,
 sized to the env's episode length), a fresh run's params from ``DIR``'s weights (:func:`jr.load_pretrained`),
 and, when ``DIR`` holds a ``tokenizer.json``, the task runs over that tokenizer with the model's whole
-vocabulary as its actions (:func:`jr.with_tokenizer`). The tokenizer files are copied into
-``<workdir>/tokenizer/`` so :meth:`Agent.load` rebuilds the same env without ``DIR``.
+vocabulary as its actions (:func:`jr.with_tokenizer`), its prompts in the tokenizer's chat template when
+``model.chat_template`` is True. The tokenizer files are copied into ``<workdir>/tokenizer/`` so
+:meth:`Agent.load` rebuilds the same env without ``DIR``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import shutil
 
 from jaxrl_reason.config import PRETRAINED_OVERRIDES, ConfigError
 from jaxrl_reason.envs import BPETokenizer, make, with_tokenizer
-from jaxrl_reason.envs.bpe import TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
+from jaxrl_reason.envs.bpe import CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE
 from jaxrl_reason.models import TransformerConfig, load_pretrained, pretrained_config
 from jaxrl_reason.models.lora import DEFAULT_TARGETS as DEFAULT_LORA_TARGETS
 from jaxrl_reason.models.pretrained import CONFIG_FILE
@@ -39,9 +40,24 @@ def _options(config) -> dict:
     return {k: v for k, v in dict(config.model.overrides).items() if k in PRETRAINED_OVERRIDES}
 
 
-def over_tokenizer(env, tokenizer, num_actions: int):
-    """`env` itself when `tokenizer` is None, else the env over it with `num_actions` actions."""
-    return env if tokenizer is None else with_tokenizer(env, tokenizer, num_actions=num_actions)
+#: :func:`chat_options` of a run without a chat template
+NO_CHAT = {"chat": False, "system": None}
+
+
+def chat_options(config) -> dict:
+    """``with_tokenizer``'s ``chat``/``system`` from ``model.chat_template``/``model.system_prompt`` (absent
+    from the configs of runs saved before they existed: no chat)."""
+    chat = bool(config.model.get("chat_template", False))
+    system = config.model.get("system_prompt", "") or None
+    return {"chat": True, "system": system} if chat else dict(NO_CHAT)
+
+
+def over_tokenizer(env, tokenizer, num_actions: int, *, chat: bool = False, system: str | None = None):
+    """`env` itself when `tokenizer` is None, else the env over it with `num_actions` actions (its prompts in
+    the tokenizer's chat template when `chat`, after the system message `system` if given)."""
+    if tokenizer is None:
+        return env
+    return with_tokenizer(env, tokenizer, num_actions=num_actions, chat=chat, system=system)
 
 
 def make_run_env(config):
@@ -51,14 +67,26 @@ def make_run_env(config):
     if not path:
         return env
     vocab = pretrained_config(path).num_actions
+    chat = chat_options(config)
     if not os.path.isfile(os.path.join(path, TOKENIZER_FILE)):
+        if chat["chat"]:
+            raise ConfigError(
+                f"model.chat_template=True: model.pretrained={path!r} has no {TOKENIZER_FILE} (the chat template "
+                "formats prompts over the model's tokenizer)"
+            )
         if env.spec.num_actions != vocab:
             raise ConfigError(
                 f"model.pretrained={path!r} has a vocabulary of {vocab} tokens and no {TOKENIZER_FILE}, but "
                 f"{env.spec.env_id} has {env.spec.num_actions} actions: add the model's {TOKENIZER_FILE}"
             )
         return env
-    return over_tokenizer(env, BPETokenizer.from_pretrained(path), vocab)
+    tokenizer = BPETokenizer.from_pretrained(path)
+    if chat["chat"] and tokenizer.chat_template is None:
+        raise ConfigError(
+            f"model.chat_template=True: the tokenizer of model.pretrained={path!r} has no chat template (expected "
+            f"a 'chat_template' in {TOKENIZER_CONFIG_FILE} or a {CHAT_TEMPLATE_FILE})"
+        )
+    return over_tokenizer(env, tokenizer, vocab, **chat)
 
 
 def model_config(config, env) -> TransformerConfig:
@@ -86,7 +114,7 @@ def save_tokenizer(config, workdir: str) -> None:
     if not path or not os.path.isfile(os.path.join(path, TOKENIZER_FILE)):
         return
     os.makedirs(os.path.join(workdir, TOKENIZER_DIR), exist_ok=True)
-    for name in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE):
+    for name in (TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, CHAT_TEMPLATE_FILE):
         if os.path.isfile(os.path.join(path, name)):
             shutil.copyfile(os.path.join(path, name), os.path.join(workdir, TOKENIZER_DIR, name))
 
@@ -95,3 +123,22 @@ def saved_tokenizer(workdir: str) -> BPETokenizer | None:
     """The tokenizer a run saved with :func:`save_tokenizer`, or None (a run over its task's characters)."""
     path = os.path.join(workdir, TOKENIZER_DIR)
     return BPETokenizer.from_pretrained(path) if os.path.isfile(os.path.join(path, TOKENIZER_FILE)) else None
+
+
+def _identity(tokenizer: BPETokenizer, chat: bool) -> tuple:
+    forms = (tokenizer.pad, tokenizer.bos, tokenizer.eos, tokenizer.answer_marker)
+    return (tokenizer.backend.to_str(), forms, tokenizer.chat_template if chat else None)
+
+
+def check_saved_tokenizer(workdir: str, env) -> None:
+    """Raises ConfigError when a resumed run's env is over another tokenizer than the one it saved (its
+    vocabulary or special tokens changed in ``model.pretrained``, or its chat template when the run uses it; a
+    run without chat ignores the template, e.g. a ``chat_template.jinja`` the workdirs of older versions lack)."""
+    saved, current = saved_tokenizer(workdir), getattr(env, "tokenizer", None)
+    chat = bool(getattr(env, "chat", False))
+    if saved is not None and isinstance(current, BPETokenizer) and _identity(saved, chat) != _identity(current, chat):
+        raise ConfigError(
+            f"workdir {workdir!r} holds a run over another tokenizer than model.pretrained's ({saved!r} in "
+            f"{os.path.join(workdir, TOKENIZER_DIR)}, now {current!r}: its vocabulary, special tokens or chat "
+            "template changed); resume with the run's own tokenizer or use a new workdir"
+        )

@@ -32,7 +32,7 @@ from jaxrl_reason.problems import run_problems, stream_init
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer
 from jaxrl_reason.run.metrics import MetricsWriter, plot_learning_curves
-from jaxrl_reason.run.pretrained import make_run_env, save_tokenizer
+from jaxrl_reason.run.pretrained import check_saved_tokenizer, make_run_env, save_tokenizer
 from jaxrl_reason.training import imitation
 from jaxrl_reason.training import progress as _progress_out
 from jaxrl_reason.training.algorithm import BuildContext, get_algorithm
@@ -152,6 +152,7 @@ def _start(config, workdir: str):
     state = init_state(config, env, model, tx, mesh=mesh)
     if run.ckpt.latest_step() is not None:
         check_compatible(run.ckpt.restore_meta(), run.meta, workdir)
+        check_saved_tokenizer(workdir, env)
         state = restore(run.ckpt, state, workdir)
         _progress_out.log(run.is_main, f"resumed from {run.ckpt.directory}/{int(state.step)}")
     else:

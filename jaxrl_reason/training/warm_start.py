@@ -13,16 +13,18 @@ from jaxrl_reason.config import ConfigError, config_to_dict
 from jaxrl_reason.models import TransformerConfig
 from jaxrl_reason.run.agent import Agent
 from jaxrl_reason.run.checkpoint import Checkpointer, CheckpointError
-from jaxrl_reason.run.pretrained import pretrained_dir, pretrained_params
+from jaxrl_reason.run.pretrained import NO_CHAT, chat_options, pretrained_dir, pretrained_params
 from jaxrl_reason.training.state import TrainState, build_model
 
 
 def run_meta(config, env) -> dict:
-    """The JSON saved beside every checkpoint: the config, env id and kwargs, and the model config."""
+    """The JSON saved beside every checkpoint: the config, env id and kwargs, the prompt's chat options and the
+    model config."""
     return {
         "config": config_to_dict(config),
         "env_id": env.spec.env_id,
         "env_kwargs": dict(config.env_kwargs),
+        "chat": chat_options(config),
         "model": dataclasses.asdict(build_model(config, env).config),
     }
 
@@ -30,13 +32,14 @@ def run_meta(config, env) -> dict:
 def check_compatible(saved: dict, current: dict, workdir: str) -> None:
     """Raises ConfigError when a run's saved env or model differs from what the config asks for."""
     as_saved = json.loads(json.dumps(current))  # tuples come back from the JSON meta as lists
+    saved = {"chat": NO_CHAT, **saved}  # runs saved before chat templates: no chat
     if isinstance(saved.get("model"), dict):  # fields added since the run was saved take their defaults
         try:
             model = dataclasses.asdict(TransformerConfig(**saved["model"]))
             saved = {**saved, "model": json.loads(json.dumps(model))}  # tuples as lists, as in `as_saved`
         except (TypeError, ValueError):
             pass  # not a model this version can build: reported as a mismatch below
-    for key in ("env_id", "env_kwargs", "model"):
+    for key in ("env_id", "env_kwargs", "chat", "model"):
         if saved.get(key) != as_saved.get(key):
             raise ConfigError(
                 f"workdir {workdir!r} holds a run with {key}={saved.get(key)!r}, but the config asks for "

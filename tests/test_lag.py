@@ -20,7 +20,7 @@ from jaxrl_reason.training.lag import behaviour_params, init_actor
 from jaxrl_reason.training.loop import KILL_AT_STEP_ENV, train
 from jaxrl_reason.training.state import TrainState
 from tests.test_grpo import _raw_state, rl_config
-from tests.test_train import ROOT, _assert_same, _params, fresh_train_fns, tiny_config
+from tests.test_train import ROOT, _assert_same, _params, fresh_train_fns
 
 
 def lag_config(**changes):
@@ -147,24 +147,25 @@ def test_lagged_grpo_collections_use_the_older_params_and_lag_zero_keeps_the_lay
     assert {"is_weight", "is_truncated"} <= set(mu) and float(mu["ratio"]) == pytest.approx(1.0, abs=1e-5)
 
 
-def test_lagged_star_and_alphazero_collect_with_the_older_params():
-    for config in (
-        lag_config(algorithm="star", sft__steps=0, rl__kl_coef=0.0, rl__learning_rate=1e-2),
-        tiny_config(sft__steps=0, rl__max_lag=1),
-    ):
-        unlagged = config.copy_and_resolve_references()
-        unlagged.rl.max_lag = 0
-        _, _, fns1, s1 = fresh_train_fns(config)
-        _, _, fns0, _ = fresh_train_fns(unlagged)
-        a1, m = fns1.collect(s1)
-        snapshot = jax.device_get(a1.params)
-        for _ in range(2):
-            a1, _ = fns1.update(a1)
-        before = _copy(a1)
-        b1, m = fns1.collect(a1)
-        assert float(m["rl_staleness"]) == 2
-        r0, _ = fns0.collect(before.replace(params=jax.tree.map(jnp.asarray, snapshot), actor=None))
-        _assert_same(jax.device_get(r0.buffer), jax.device_get(b1.buffer))
+@pytest.mark.parametrize("algorithm", ["star", "alphazero"])
+def test_lagged_star_and_alphazero_sample_with_the_ring_not_the_current_params(algorithm):
+    config = lag_config(algorithm=algorithm, sft__steps=0, rl__kl_coef=0.0)
+    _, _, fns, state = fresh_train_fns(config)
+    old = jax.device_get(state.params)
+    noisy = jax.tree.map(lambda x: (x + 0.5 * np.sign(np.cos(np.arange(x.size))).reshape(x.shape)).astype(x.dtype), old)
+    ring = lambda p: {"params": (jax.tree.map(jnp.asarray, p),), "step": jnp.zeros((1,), jnp.int32)}
+    host = jax.device_get(state)  # every collect donates its state: each call gets a fresh copy
+
+    def at(params, snapshot):
+        fresh = jax.tree.map(jnp.asarray, host)
+        return fresh.replace(step=jnp.int32(2), params=jax.tree.map(jnp.asarray, params), actor=ring(snapshot))
+
+    a, m = fns.collect(at(noisy, old))  # a later collection (not the first: the ring is not refilled)
+    assert float(m["rl_staleness"]) == 2
+    _assert_same(a.actor["params"][0], noisy)  # the current params go into the ring
+    # other current params (far from the noisy ones), the same snapshot: the same batch
+    b, _ = fns.collect(at(old, old))
+    _assert_same(jax.device_get(a.buffer), jax.device_get(b.buffer))
 
 
 CONFIG_FILE = """
@@ -172,29 +173,32 @@ import sys
 sys.path.insert(0, {root!r})
 from tests.test_lag import lag_config
 def get_config():
-    return lag_config()
+    return lag_config(**{changes!r})
 """
+
+#: RL from step 0, batches at steps 0, 2, 4; the step-3 checkpoint lies between two updates on one batch
+RESUME = dict(sft__steps=0, total_steps=6, checkpoint_every=3, eval_every=6)
 
 
 def test_lagged_grpo_is_deterministic_and_resumes_bit_exactly_after_kill(tmp_path):
     cfg_path = tmp_path / "lag.py"
-    cfg_path.write_text(CONFIG_FILE.format(root=ROOT))
-    # B: another process, SIGKILLed right after its step-4 checkpoint (between two updates on one batch)
-    env = {**os.environ, KILL_AT_STEP_ENV: "4", "PYTHONPATH": ROOT}
+    cfg_path.write_text(CONFIG_FILE.format(root=ROOT, changes=RESUME))
+    # B: another process, SIGKILLed right after its step-3 checkpoint
+    env = {**os.environ, KILL_AT_STEP_ENV: "3", "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "jaxrl_reason.train", "--config", str(cfg_path), "--workdir", str(tmp_path / "b")]
     proc = subprocess.run([*cmd, "--no-progress"], env=env, capture_output=True, timeout=600, cwd=ROOT)
     assert proc.returncode == -9, proc.stderr.decode()[-3000:]
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
-    train(lag_config(), a, progress=False)  # A: uninterrupted, in this process
-    _assert_same(_raw_state(a, 4), _raw_state(b, 4))  # two processes, same seed: the same state (ring included)
-    train(lag_config(), b, progress=False)
+    train(lag_config(**RESUME), a, progress=False)  # A: uninterrupted, in this process
+    _assert_same(_raw_state(a, 3), _raw_state(b, 3))  # two processes, same seed: the same state (ring included)
+    train(lag_config(**RESUME), b, progress=False)
     with Checkpointer(b) as ck:
-        assert ck.all_steps() == [4, 8]
+        assert ck.all_steps() == [3, 6]
     _assert_same(_params(a)[0], _params(b)[0])
-    s8a, s8b = _raw_state(a, 8), _raw_state(b, 8)
-    _assert_same(s8a, s8b)
-    # the ring holds the params of the last collection (step 7), the batch was sampled with step 5's
-    assert list(np.asarray(s8a["actor"]["step"])) == [7]
+    s6a, s6b = _raw_state(a, 6), _raw_state(b, 6)
+    _assert_same(s6a, s6b)
+    # the ring holds the params of the last collection (step 4); that batch was sampled with step 2's
+    assert list(np.asarray(s6a["actor"]["step"])) == [4]
     logged = [json.loads(x) for x in open(os.path.join(a, "metrics.jsonl")) if '"grpo"' in x]
-    assert [r["rl_staleness"] for r in logged] == [0, 0, 2, 2, 2]  # steps 4..8: batches of steps 3, 5, 7
+    assert [r["rl_staleness"] for r in logged] == [0, 0, 2, 2, 2, 2]  # steps 1..6: batches of steps 0, 2, 4
     assert all("is_weight" in r and "is_truncated" in r for r in logged)

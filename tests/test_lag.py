@@ -97,6 +97,27 @@ def test_the_ring_samples_with_the_params_of_k_collections_earlier():
     assert init_actor(types.SimpleNamespace(rl=types.SimpleNamespace(max_lag=0)), jnp.float32(0)) is None
 
 
+def test_a_checkpoint_of_another_lag_is_refused_with_one_clear_error(tmp_path):
+    from jaxrl_reason.training.warm_start import restore
+
+    def state(k):
+        config = types.SimpleNamespace(rl=types.SimpleNamespace(max_lag=k))
+        params = {"w": jnp.ones((2,), jnp.float32)}
+        return TrainState(
+            params, {}, jnp.int32(1), jnp.zeros((2,), jnp.uint32), {}, jnp.int32(0), None, init_actor(config, params)
+        )
+
+    for saved, others in ((0, (1, 2)), (1, (0, 2))):
+        workdir = str(tmp_path / str(saved))
+        with Checkpointer(workdir) as ckpt:
+            ckpt.save(1, state(saved), {})
+        for k in others:
+            with Checkpointer(workdir) as ckpt, pytest.raises(ConfigError, match="laid out for other settings"):
+                restore(ckpt, state(k), workdir)
+        with Checkpointer(workdir) as ckpt:
+            assert (restore(ckpt, state(saved), workdir).actor is None) == (saved == 0)
+
+
 def _copy(tree):
     return jax.tree.map(jnp.copy, tree)
 

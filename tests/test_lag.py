@@ -118,19 +118,15 @@ def test_a_checkpoint_of_another_lag_is_refused_with_one_clear_error(tmp_path):
             assert (restore(ckpt, state(saved), workdir).actor is None) == (saved == 0)
 
 
-def _copy(tree):
-    return jax.tree.map(jnp.copy, tree)
-
-
 def _forward_log_probs(model, params, buffer):
-    logits, _ = model.apply(params, buffer["tokens"])
-    return np.asarray(token_log_probs(logits, buffer["prompt_length"], buffer["actions"]))
+    """``log pi(a_t)`` of the stored actions from one full forward of `params` (not the rollout's decode)."""
+    log_probs = lambda p, b: token_log_probs(model.apply(p, b["tokens"])[0], b["prompt_length"], b["actions"])
+    return np.asarray(jax.jit(log_probs)(params, jax.device_get(buffer)))
 
 
 def test_lagged_grpo_collections_use_the_older_params_and_lag_zero_keeps_the_layout():
-    changes = dict(sft__steps=0, rl__learning_rate=1e-2)  # RL from step 0; a rate that moves the log-probs
-    _, model, fns0, s0 = fresh_train_fns(rl_config(**changes))
-    _, _, fns1, s1 = fresh_train_fns(lag_config(**changes))
+    _, model, fns0, s0 = fresh_train_fns(rl_config(sft__steps=0))  # RL from step 0
+    _, _, fns1, s1 = fresh_train_fns(lag_config(sft__steps=0))
     assert s0.actor is None and "prox_log_probs" not in s0.buffer  # lag 0: today's state layout
     assert len(s1.actor["params"]) == 1 and "prox_log_probs" in s1.buffer
     # the first collection: the same params as lock-step, so the same batch
@@ -139,33 +135,35 @@ def test_lagged_grpo_collections_use_the_older_params_and_lag_zero_keeps_the_lay
     for key in a0.buffer:
         np.testing.assert_array_equal(np.asarray(a0.buffer[key]), np.asarray(a1.buffer[key]), err_msg=key)
     assert float(m1["rl_staleness"]) == 0
-    snapshot = jax.device_get(a1.params)
-    _assert_same(a1.actor["params"][0], snapshot)
-    a1, first = fns1.update(a1)
-    assert float(first["is_weight"]) == pytest.approx(1.0, abs=1e-3)  # behaviour = proximal params here
-    a1, _ = fns1.update(a1)
-    before = _copy(a1)
-    # the second collection samples with the snapshot: the batch lock-step collection would sample from it
-    b1, mb = fns1.collect(a1)
+    host = jax.device_get(a1)
+    snapshot = host.params
+    _assert_same(host.actor["params"][0], snapshot)
+    # the next collection (step 2), after the learner moved the params: it samples with the snapshot, the batch
+    # lock-step collection would sample from the snapshot
+    now = _moved(snapshot, 0.05)
+    b1, mb = fns1.collect(jax.tree.map(jnp.asarray, host.replace(step=np.int32(2), params=now)))
     assert float(mb["rl_staleness"]) == 2
-    lock_step = before.replace(
-        params=jax.tree.map(jnp.asarray, snapshot),
-        actor=None,
-        buffer={k: v for k, v in before.buffer.items() if k != "prox_log_probs"},
+    lock_step = host.replace(
+        step=np.int32(2), actor=None, buffer={k: v for k, v in host.buffer.items() if k != "prox_log_probs"}
     )
-    r0, _ = fns0.collect(lock_step)
+    r0, _ = fns0.collect(jax.tree.map(jnp.asarray, lock_step))
     for key in r0.buffer:
         np.testing.assert_array_equal(np.asarray(r0.buffer[key]), np.asarray(b1.buffer[key]), err_msg=key)
     # ... and against full forwards: behaviour log-probs are the snapshot's, proximal ones the current params'
     valid = np.asarray(b1.buffer["valid"])
-    old = _forward_log_probs(model, snapshot, b1.buffer)[valid]
-    now = _forward_log_probs(model, before.params, b1.buffer)[valid]
-    np.testing.assert_allclose(np.asarray(b1.buffer["log_probs"])[valid], old, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(b1.buffer["prox_log_probs"])[valid], now, atol=1e-5)
-    assert np.abs(old - now).max() > 1e-2  # two updates moved the params: the test can tell them apart
-    _assert_same(b1.actor["params"][0], jax.device_get(before.params))
-    _, mu = fns1.update(b1)
-    assert {"is_weight", "is_truncated"} <= set(mu) and float(mu["ratio"]) == pytest.approx(1.0, abs=1e-5)
+    old_lp = _forward_log_probs(model, snapshot, b1.buffer)[valid]
+    now_lp = _forward_log_probs(model, now, b1.buffer)[valid]
+    np.testing.assert_allclose(np.asarray(b1.buffer["log_probs"])[valid], old_lp, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(b1.buffer["prox_log_probs"])[valid], now_lp, atol=1e-5)
+    assert np.abs(old_lp - now_lp).max() > 1e-2  # the test can tell the two apart
+    _assert_same(b1.actor["params"][0], now)
+
+
+def _moved(params, scale):
+    """`params` + `scale` * a fixed +-1 pattern (the learner's params some updates later)."""
+    return jax.tree.map(
+        lambda x: (x + scale * np.sign(np.cos(np.arange(x.size))).reshape(x.shape)).astype(x.dtype), params
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["star", "alphazero"])
@@ -173,7 +171,7 @@ def test_lagged_star_and_alphazero_sample_with_the_ring_not_the_current_params(a
     config = lag_config(algorithm=algorithm, sft__steps=0, rl__kl_coef=0.0)
     _, _, fns, state = fresh_train_fns(config)
     old = jax.device_get(state.params)
-    noisy = jax.tree.map(lambda x: (x + 0.5 * np.sign(np.cos(np.arange(x.size))).reshape(x.shape)).astype(x.dtype), old)
+    noisy = _moved(old, 0.5)
     ring = lambda p: {"params": (jax.tree.map(jnp.asarray, p),), "step": jnp.zeros((1,), jnp.int32)}
     host = jax.device_get(state)  # every collect donates its state: each call gets a fresh copy
 
@@ -223,3 +221,7 @@ def test_lagged_grpo_is_deterministic_and_resumes_bit_exactly_after_kill(tmp_pat
     logged = [json.loads(x) for x in open(os.path.join(a, "metrics.jsonl")) if '"grpo"' in x]
     assert [r["rl_staleness"] for r in logged] == [0, 0, 2, 2, 2, 2]  # steps 1..6: batches of steps 0, 2, 4
     assert all("is_weight" in r and "is_truncated" in r for r in logged)
+    # the first batch was sampled with the current params: weights 1 (up to cached vs full forward)
+    assert logged[0]["is_weight"] == pytest.approx(1.0, abs=1e-3) and logged[0]["is_truncated"] == 0
+    # the first update on a lagged batch: the params are the proximal ones, so the PPO ratio is 1
+    assert logged[2]["ratio"] == pytest.approx(1.0, abs=1e-5)

@@ -115,6 +115,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.rl.process_reward = "none"
     c.rl.process_weight = 1.0
     c.rl.process_normalize = "group"  # "none" | "group" (DeepSeekMath) | "position" (per step index)
+    # Bounded parameter lag (training/lag.py; GRPO, RLOO, STaR, step search, AlphaZero): each collection samples
+    # with the params of max_lag collections earlier (max_lag * updates_per_batch updates old; AlphaZero:
+    # selfplay.updates_per_iteration); 0 = lock-step. GRPO/RLOO then correct for it (decoupled PPO): the clip is
+    # against the params at collection and each token is weighted by min(pi_collection / pi_behaviour, is_cap).
+    c.rl.max_lag = 0
+    c.rl.is_cap = 2.0
 
     # Expert iteration (algorithm="star"; STaR / ReST-EM): sample rl.group_size responses to rl.num_problems
     # problems at rl.temperature, keep those the verifier accepts, imitate them for rl.updates_per_batch steps.
@@ -446,6 +452,8 @@ _DOMAINS = {
     "rl.clip_eps_high": _CLIP_OR_SAME,
     "rl.oversample": _AT_LEAST_ONE,
     "rl.process_weight": _NON_NEGATIVE,
+    "rl.max_lag": _NON_NEGATIVE,
+    "rl.is_cap": _POSITIVE,
     "step_search.num_simulations": _AT_LEAST_ONE,
     "step_search.num_candidates": _AT_LEAST_ONE,
     "step_search.max_step_length": _AT_LEAST_ONE,
@@ -534,6 +542,9 @@ def _validate_pretrained(config) -> None:
 
 
 def _validate_rl(config) -> None:
+    lag = config.rl.max_lag
+    if isinstance(lag, bool) or not isinstance(lag, int):
+        raise ConfigError(f"config key 'rl.max_lag' must be an int >= 0 (collections of lag), got {lag!r}")
     if config.algorithm == "rloo" and config.rl.group_size < 2:
         raise ConfigError(f"rl.group_size must be >= 2 for RLOO (leave-one-out), got {config.rl.group_size}")
     if config.algorithm == "grpo" and config.rl.group_size < 2:

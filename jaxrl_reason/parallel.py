@@ -181,6 +181,7 @@ def state_shardings(state: Any, model, tx, mesh: Mesh) -> Any:
         buffer=batch_sharding(state.buffer, mesh),
         buffer_count=rep,
         ref_params=None if state.ref_params is None else params,  # GRPO/RLOO's frozen reference: like params
+        actor=None if state.actor is None else {"params": (params,) * len(state.actor["params"]), "step": rep},
     )
 
 

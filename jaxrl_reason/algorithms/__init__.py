@@ -12,6 +12,7 @@ from jaxrl_reason.algorithms.grpo import (
     process_advantages,
     select_informative_groups,
     token_log_probs,
+    truncated_importance_weights,
 )
 from jaxrl_reason.algorithms.prm import mc_labels, prm_loss, prm_targets, step_boundaries
 from jaxrl_reason.algorithms.sft import response_targets, sft_loss
@@ -38,5 +39,6 @@ __all__ = [
     "star_targets",
     "step_boundaries",
     "token_log_probs",
+    "truncated_importance_weights",
     "value_targets",
 ]

@@ -17,6 +17,16 @@ behaviour log-probs, averaged over all valid response tokens of the batch (token
 with the ``k3`` estimator of ``KL(pi_theta || pi_ref)``: ``exp(lr) - lr - 1``, ``lr = log pi_ref - log pi_theta``
 (unbiased, always >= 0), against a frozen reference policy (the params when RL starts).
 
+Off-policy correction (decoupled PPO, as in AReaL and prime-rl) when the responses were sampled by a stale
+behaviour policy ``mu`` (a lagged actor): the clip is taken against the learner's params at collection
+(the *proximal* policy ``pi_prox``) and each token's terms are weighted by a truncated importance weight::
+
+    w_t = min(pi_prox(a_t) / mu(a_t), is_cap)                       (a constant: no gradient)
+    L = -mean_t w_t min(r_t A, clip(r_t, 1 - eps, 1 + eps) A) + kl_coef * mean_t w_t k3,
+    r_t = pi_theta(a_t) / pi_prox(a_t)
+
+(:func:`truncated_importance_weights`; ``policy_gradient_loss(..., behaviour_log_p=...)``).
+
 Options (keyword arguments; the defaults are the behaviour above):
 
 * DAPO: asymmetric clip-higher (``clip_eps_low``, ``clip_eps_high``), and dynamic sampling
@@ -107,6 +117,17 @@ def aggregate_loss(x: Array, valid: Array, *, loss_agg: str = "token", max_token
     return masked_mean(per_seq, valid.any(axis=1))
 
 
+def truncated_importance_weights(prox_log_p: Array, behaviour_log_p: Array, *, is_cap: float) -> Array:
+    """``w = min(exp(prox_log_p - behaviour_log_p), is_cap)`` per token, a constant (stop-gradient): the truncated
+    importance weight of a token sampled by the behaviour policy ``mu`` for an objective under ``pi_prox``
+    (``[B, T]`` -> ``[B, T]``). Truncation at ``is_cap > 0`` bounds the variance (at the price of a bias
+    where ``pi_prox / mu > is_cap``)."""
+    if not is_cap > 0:
+        raise ValueError(f"is_cap: expected a positive truncation level, got {is_cap!r}")
+    log_w = jax.lax.stop_gradient(prox_log_p.astype(jnp.float32) - behaviour_log_p.astype(jnp.float32))
+    return jnp.minimum(jnp.exp(log_w), is_cap)
+
+
 def _clip_range(clip_eps: float, clip_eps_low: float | None, clip_eps_high: float | None) -> tuple[float, float]:
     low = clip_eps if clip_eps_low is None else clip_eps_low
     high = clip_eps if clip_eps_high is None else clip_eps_high
@@ -129,6 +150,8 @@ def policy_gradient_loss(
     ref_log_p: Array | None = None,
     kl_coef: float = 0.0,
     env_written: Array | None = None,
+    behaviour_log_p: Array | None = None,
+    is_cap: float = 2.0,
 ) -> tuple[Array, dict]:
     """The clipped surrogate (+ optional k3 KL), aggregated over valid steps (token-averaged by default).
 
@@ -145,8 +168,14 @@ def policy_gradient_loss(
       kl_coef: weight of the KL term.
       env_written: ``[B, T]`` bool or None: steps whose token the env wrote; they count nowhere (surrogate, KL,
         metrics, and the token counts that average them).
+      behaviour_log_p: ``[B, T]`` or None: the log-probs of the policy that sampled the tokens when it is not
+        ``old_log_p``'s (decoupled PPO, module docstring): ``old_log_p`` is then the proximal policy's, and the
+        surrogate and KL terms of each token are weighted by :func:`truncated_importance_weights`.
+      is_cap: the truncation of those weights (with `behaviour_log_p` only).
     Returns:
-      ``(loss, metrics)`` with ``pg_loss``, ``kl``, ``clip_fraction``, ``ratio`` (the last two token-averaged).
+      ``(loss, metrics)`` with ``pg_loss``, ``kl``, ``clip_fraction``, ``ratio`` (the last two token-averaged);
+      with `behaviour_log_p` also ``is_weight`` (the mean weight) and ``is_truncated`` (the fraction of tokens
+      whose weight was capped), over the valid tokens.
     """
     low, high = _clip_range(clip_eps, clip_eps_low, clip_eps_high)
     valid = policy_mask(valid, env_written)
@@ -156,17 +185,24 @@ def policy_gradient_loss(
     ratio = jnp.exp(log_p - jax.lax.stop_gradient(old_log_p))
     clipped = jnp.clip(ratio, 1.0 - low, 1.0 + high)
     surrogate = jnp.minimum(ratio * adv, clipped * adv)
-    pg_loss = -agg(surrogate)
+    weigh = lambda x: x  # on-policy batches: no weights at all (not even a multiply by 1)
+    metrics = {}
+    if behaviour_log_p is not None:
+        weight = truncated_importance_weights(old_log_p, behaviour_log_p, is_cap=is_cap)
+        weigh = lambda x: weight * x
+        capped = (old_log_p.astype(jnp.float32) - behaviour_log_p.astype(jnp.float32) > jnp.log(is_cap)) * 1.0
+        metrics = {"is_weight": masked_mean(weight, valid), "is_truncated": masked_mean(capped, valid)}
+    pg_loss = -agg(weigh(surrogate))
     dev = ratio - 1.0
     outside = (dev > high) | (-dev > low)  # = |ratio - 1| > clip_eps when symmetric
-    metrics = {
+    metrics |= {
         "pg_loss": pg_loss,
         "clip_fraction": masked_mean(outside.astype(jnp.float32), valid),
         "ratio": masked_mean(ratio, valid),
     }
     loss = pg_loss
     if ref_log_p is not None:
-        kl = agg(k3_kl(log_p, jax.lax.stop_gradient(ref_log_p)))
+        kl = agg(weigh(k3_kl(log_p, jax.lax.stop_gradient(ref_log_p))))
         loss = loss + kl_coef * kl
         metrics["kl"] = kl
     metrics["loss"] = loss

@@ -6,6 +6,10 @@
 * ``update``: a batch of ``selfplay.batch_size`` episodes drawn from the replay; policy cross-entropy to
   the search policy π and value regression to the outcome (:func:`jaxrl_reason.algorithms.alphazero_loss`).
   During ``selfplay.value_warmup_steps`` only the value head learns (the trunk is frozen).
+
+With ``rl.max_lag = k >= 1`` self-play runs with the params of ``k`` iterations earlier
+(:mod:`jaxrl_reason.training.lag`); the search's policy and the outcome are targets of their own, so no
+importance correction is needed (the replay mixes iterations anyway).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from jaxrl_reason.algorithms.alphazero import alphazero_loss
 from jaxrl_reason.algorithms.common import value_head_only
 from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.search import search_config_from, selfplay
+from jaxrl_reason.training import lag
 from jaxrl_reason.types import Trajectory
 
 
@@ -68,14 +73,15 @@ def _collect_fn(ctx):
         return jax.tree.map(lambda x: x[0], traj)
 
     def collect(state):
+        behaviour, state, lag_metrics = lag.behaviour_params(state, ctx.start)
         key = jax.random.fold_in(state.key, state.step)
         k_init, k_play = jax.random.split(jax.random.fold_in(key, 1))
         states = jax.vmap(ctx.init)(jax.random.split(k_init, sp.num_episodes))
-        traj = parallel.map_examples(play_one, mesh, state.params, states, jax.random.split(k_play, sp.num_episodes))
+        traj = parallel.map_examples(play_one, mesh, behaviour, states, jax.random.split(k_play, sp.num_episodes))
         idx = (state.buffer_count + jnp.arange(sp.num_episodes)) % capacity(config)
         replay = {k: v.at[idx].set(getattr(traj, k).astype(v.dtype)) for k, v in state.buffer.items()}
         returns = traj.returns
-        metrics = {"selfplay_return": returns[:, 0].mean(), "selfplay_length": traj.valid.sum(1).mean()}
+        metrics = {"selfplay_return": returns[:, 0].mean(), "selfplay_length": traj.valid.sum(1).mean(), **lag_metrics}
         if env.spec.num_players == 2:
             metrics["selfplay_draw_rate"] = (returns[:, 0] == 0).mean()
         return state.replace(buffer=replay, buffer_count=state.buffer_count + sp.num_episodes), metrics

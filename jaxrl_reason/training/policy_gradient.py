@@ -10,6 +10,12 @@ The loop (:mod:`jaxrl_reason.training.loop`) calls ``collect`` every ``rl.update
   policy (``state.ref_params`` = the params at the start of RL) when ``rl.kl_coef > 0``.
 * ``update(state)``: one clipped policy-gradient step on the stored batch
   (:func:`jaxrl_reason.algorithms.grpo.policy_gradient_loss`).
+
+With ``rl.max_lag = k >= 1`` the responses are sampled with the params of ``k`` collections earlier
+(:mod:`jaxrl_reason.training.lag`) and corrected as decoupled PPO: ``collect`` also stores the log-probs of the
+sampled tokens under the current params (``prox_log_probs``, one full forward), the clip is taken against them,
+and every token is weighted by ``min(pi_prox / pi_behaviour, rl.is_cap)``
+(:func:`jaxrl_reason.algorithms.grpo.truncated_importance_weights`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from jaxrl_reason.algorithms.grpo import (
 )
 from jaxrl_reason.envs.core import tree_select
 from jaxrl_reason.models import rollout
-from jaxrl_reason.training import process_reward
+from jaxrl_reason.training import lag, process_reward
 
 
 def buffer(config, spec, *, writes_tokens: bool = False) -> dict:
@@ -35,7 +41,7 @@ def buffer(config, spec, *, writes_tokens: bool = False) -> dict:
     loss counts: live ones the policy chose, not those the env wrote (so `writes_tokens` adds no key)."""
     del writes_tokens
     b, t = config.rl.num_problems * config.rl.group_size, spec.max_response_length
-    return {
+    out = {
         "tokens": jnp.zeros((b, spec.max_length), jnp.int32),
         "prompt_length": jnp.ones((b,), jnp.int32),
         "actions": jnp.zeros((b, t), jnp.int32),
@@ -43,6 +49,9 @@ def buffer(config, spec, *, writes_tokens: bool = False) -> dict:
         "log_probs": jnp.zeros((b, t), jnp.float32),
         "advantages": jnp.zeros((b, t) if uses_process_reward(config) else (b,), jnp.float32),
     }
+    if config.rl.max_lag > 0:  # only then, so lock-step runs keep their checkpoint layout
+        out["prox_log_probs"] = jnp.zeros((b, t), jnp.float32)
+    return out
 
 
 def uses_process_reward(config) -> bool:
@@ -71,12 +80,14 @@ def tool_metrics(env, final_states) -> dict:
     return {f"rl_{k}": v.astype(jnp.float32) / rows for k, v in env.tool_stats(final_states).items()}
 
 
-def sample_groups(ctx, state, num_groups: int):
+def sample_groups(ctx, state, num_groups: int, params=None):
     """``rl.group_size`` responses at ``rl.temperature`` to each of `num_groups` fresh training problems
-    (:func:`group_states`): a Trajectory whose rows ``i*G .. i*G+G-1`` answer problem ``i``."""
+    (:func:`group_states`) from `params` (default ``state.params``): a Trajectory whose rows ``i*G .. i*G+G-1``
+    answer problem ``i``."""
     states, k_roll = group_states(ctx, state, num_groups)
+    params = state.params if params is None else params
     temperature = ctx.config.rl.temperature
-    return rollout(ctx.model, state.params, ctx.env, states, k_roll, temperature=temperature, masked_log_probs=False)
+    return rollout(ctx.model, params, ctx.env, states, k_roll, temperature=temperature, masked_log_probs=False)
 
 
 def build(ctx):
@@ -85,6 +96,7 @@ def build(ctx):
     rl = config.rl
     n, g = rl.num_problems, rl.group_size
     kl = uses_reference(config)
+    lagged = rl.max_lag > 0
     dense = uses_process_reward(config)
     if dense:
         process_reward.check_usable(ctx.env)
@@ -93,14 +105,14 @@ def build(ctx):
     estimator = "dr_grpo" if config.algorithm == "grpo" and not rl.scale_by_std else config.algorithm
 
     def sample(state):
-        traj = sample_groups(ctx, state, m)
+        behaviour, state, metrics = lag.behaviour_params(state, rl_from)
+        traj = sample_groups(ctx, state, m, behaviour)
         rewards = traj.returns[:, 0].reshape(m, g)
         if m > n:
             keep, informative = select_informative_groups(rewards, n)
             traj = jax.tree.map(lambda x: x[group_rows(keep, g)] if getattr(x, "ndim", 0) else x, traj)
             rewards = rewards[keep]
         adv = group_advantages(rewards, estimator=estimator, eps=rl.adv_eps).reshape(-1)
-        metrics = {}
         if dense:
             step_r, step_end = process_reward.step_rewards(ctx.env, traj)
             adv = process_reward.token_advantages(rl, adv, step_r, step_end, traj.valid, g)
@@ -113,6 +125,9 @@ def build(ctx):
             "log_probs": traj.log_probs.astype(jnp.float32),
             "advantages": adv,
         }
+        if lagged:  # the learner's ("proximal") log-probs of the sampled tokens: the clip's anchor
+            logits, _ = model.apply(state.params, batch["tokens"])
+            batch["prox_log_probs"] = token_log_probs(logits, batch["prompt_length"], batch["actions"])
         ref = state.ref_params
         if kl:
             ref = tree_select(state.step == rl_from, state.params, state.ref_params)
@@ -139,7 +154,7 @@ def build(ctx):
                 ref_log_p = token_log_probs(ref_logits, batch["prompt_length"], batch["actions"])
             return policy_gradient_loss(
                 log_p,
-                batch["log_probs"],
+                batch["prox_log_probs"] if lagged else batch["log_probs"],
                 batch["advantages"],
                 batch["valid"],
                 clip_eps=rl.clip_eps,
@@ -147,6 +162,8 @@ def build(ctx):
                 loss_agg=rl.loss_agg,
                 ref_log_p=ref_log_p,
                 kl_coef=rl.kl_coef,
+                behaviour_log_p=batch["log_probs"] if lagged else None,
+                is_cap=rl.is_cap,
             )
 
         return apply_grads(state, loss_fn)

@@ -8,6 +8,9 @@ accepts, imitate it.
   ``rl.updates_per_batch`` steps per batch. With ``star.value_weight > 0`` the value head also regresses, on
   every sampled response, to its reward (:func:`jaxrl_reason.algorithms.star.outcome_value_loss`). A batch with
   no accepted response (and no value loss) leaves the params unchanged.
+
+With ``rl.max_lag = k >= 1`` the responses are sampled (or searched) with the params of ``k`` collections
+earlier (:mod:`jaxrl_reason.training.lag`); imitating verified responses needs no importance correction.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import jax.numpy as jnp
 
 from jaxrl_reason.algorithms.star import accepted_mask, outcome_value_loss, star_loss
 from jaxrl_reason.envs.core import tree_select
+from jaxrl_reason.training import lag
 from jaxrl_reason.training.policy_gradient import sample_groups
 
 
@@ -55,7 +59,8 @@ def build(ctx, responses=sampled_responses, *, keep_all: bool = False):
     value_weight = float(config.star.value_weight)
 
     def collect(state):
-        final, rewards = responses(ctx, state)
+        behaviour, state, lag_metrics = lag.behaviour_params(state, ctx.start)
+        final, rewards = responses(ctx, state.replace(params=behaviour))
         tokens, prompt_length, length = final.tokens, final.prompt_length, final.length
         accepted = accepted_mask(rewards, problem_index=jnp.arange(n * g) // g, max_per_problem=cap)
         batch = {
@@ -74,6 +79,7 @@ def build(ctx, responses=sampled_responses, *, keep_all: bool = False):
             "rl_response_length": (length - prompt_length).mean(),
             "star_accepted": batch["accepted"].mean(),
             "star_solved_problems": solved.mean(),
+            **lag_metrics,
         }
         return state.replace(buffer=batch), metrics
 

@@ -13,6 +13,7 @@ from jaxrl_reason import parallel
 from jaxrl_reason.models import PolicyValueTransformer, param_labels
 from jaxrl_reason.run.pretrained import model_config
 from jaxrl_reason.training.algorithm import empty_buffer, get_algorithm
+from jaxrl_reason.training.lag import init_actor
 
 
 @struct.dataclass
@@ -26,6 +27,9 @@ class TrainState:
     buffer: dict  # the algorithm's stored experience (AlphaZero's replay, GRPO's batch), leading axis = rows
     buffer_count: jax.Array  # [] int32: rows ever inserted (AlphaZero's replay cursor)
     ref_params: Any = None  # GRPO/RLOO with rl.kl_coef > 0: the frozen reference policy (params at RL start)
+    # rl.max_lag = k >= 1: the actor's params, {"params": k snapshots oldest first, "step": [k] int32}
+    # (training/lag.py); None at k = 0, so lock-step runs keep their checkpoint layout
+    actor: Any = None
 
 
 class TrainingError(RuntimeError):
@@ -93,4 +97,5 @@ def init_state(config, env, model, tx, *, mesh=None) -> TrainState:
         buffer=empty_buffer(config, env.spec, writes_tokens=env.writes_tokens),
         buffer_count=jnp.int32(0),
         ref_params=jax.tree.map(jnp.copy, params) if algo is not None and algo.uses_reference(config) else None,
+        actor=init_actor(config, params) if algo is not None else None,
     )

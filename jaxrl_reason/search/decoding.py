@@ -54,6 +54,7 @@ from jaxrl_reason.envs.tasks.base import extract_answer, response_window
 from jaxrl_reason.models.flops import forward_flops_per_token
 from jaxrl_reason.search.config import verifier_allowed
 from jaxrl_reason.search.mcts import _last, mcts_policy
+from jaxrl_reason.search.on_mesh import per_row
 from jaxrl_reason.search.step_mcts import play_step, step_mcts_policy
 from jaxrl_reason.types import Array, EnvState, Params, PRNGKey
 
@@ -567,6 +568,7 @@ def decode(
     key: PRNGKey,
     *,
     method: str = "greedy",
+    mesh: jax.sharding.Mesh | None = None,
     **method_kwargs,
 ) -> DecodeResult:
     """Finishes every episode in `states` [B] with a test-time method; pure (jit with method static).
@@ -580,6 +582,8 @@ def decode(
       method: one of ``METHODS``; ``method_kwargs`` are that method's options (module docstring); under jit,
         ``method`` and the options that set shapes or branches (``n``, ``num_simulations``, ``use_reward``, ...)
         are static.
+      mesh: decode each row on its own with key ``split(key, B)[b]``, the rows split over this mesh's devices
+        (:mod:`jaxrl_reason.search.on_mesh`): the result does not depend on the mesh; ``None``: one batch.
 
     Returns:
       :class:`DecodeResult` with the chosen episodes and the compute spent per row.
@@ -590,4 +594,8 @@ def decode(
         raise ValueError(f"states must be batched: tokens [B, L], got shape {states.tokens.shape}")
     if method in ("lookahead", "mcts", "step_mcts"):
         method_kwargs = {**method_kwargs, "use_reward": verifier_allowed(env, method_kwargs.get("use_reward"))}
-    return _METHODS[method](model, params, env, states, key, **method_kwargs)
+
+    def run(params, states, key):
+        return _METHODS[method](model, params, env, states, key, **method_kwargs)
+
+    return run(params, states, key) if mesh is None else per_row(run, mesh, params, states, key)

@@ -41,6 +41,7 @@ from flax import struct
 from jaxrl_reason.envs.core import TokenEnv
 from jaxrl_reason.models.transformer import LayerSegment, PolicyValueTransformer
 from jaxrl_reason.search.config import SearchConfig
+from jaxrl_reason.search.on_mesh import per_row
 from jaxrl_reason.types import Array, EnvState, Params, PRNGKey, SearchOutput
 
 #: States whose per-row size is at most this many bytes are stored in the tree; larger ones (big
@@ -278,6 +279,7 @@ def mcts_policy(
     search: SearchConfig | None = None,
     cache: Any = None,
     qtransform: Callable | None = None,
+    mesh: jax.sharding.Mesh | None = None,
     **options: Any,
 ) -> SearchOutput:
     """Batched token MCTS from `states` (leading axis B); pure, jit it at the call site.
@@ -303,11 +305,18 @@ def mcts_policy(
       cache: optional ``jr.KVCache`` [B] whose first ``states.length`` slots hold the prefixes' K/V (a
         decoding loop keeps one); then the prefix is not re-encoded. Ignored by evaluation="full".
       qtransform: an explicit mctx Q transform (overrides ``rescale_values``).
+      mesh: search each root on its own with key ``split(key, B)[b]``, the roots split over this mesh's
+        devices (:mod:`jaxrl_reason.search.on_mesh`): the result does not depend on the mesh. Not with `cache`.
 
     Returns:
       ``SearchOutput(action [B] token ids, action_weights [B, A], root_value [B], search_tree)``;
       ``search_tree`` is the mctx tree over K slots, its embeddings are :class:`NodeEmbedding`.
     """
+    if mesh is not None:
+        if cache is not None:
+            raise ValueError("mcts_policy: expected cache=None with a mesh (each root is searched on its own)")
+        kw = dict(search=search, qtransform=qtransform, **options)
+        return per_row(lambda p, s, k: mcts_policy(model, p, env, s, k, **kw), mesh, params, states, key)
     cfg = (search or SearchConfig(num_simulations=options.get("num_simulations", 32))).replace(**options)
     spec = env.spec
     if states.tokens.ndim != 2 or states.tokens.shape[1] != spec.max_length:

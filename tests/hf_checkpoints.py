@@ -78,28 +78,21 @@ FAMILIES = {
         sliding_window=16,
         tie_word_embeddings=True,
     ),
-    # Gemma 3 (text): Gemma 2's layout plus (1 + w) QK-norm; local and global layers with their own rotary
-    # theta (a small local one, so that they differ), linear rope scaling on the global ones, multi-query
-    # attention, no soft caps (as released)
-    "gemma3": dict(
-        _BASE,
-        architectures=["Gemma3ForCausalLM"],
-        model_type="gemma3_text",
-        vocab_size=50,
-        num_hidden_layers=3,
-        num_key_value_heads=1,
-        head_dim=16,
-        hidden_act="gelu_pytorch_tanh",
-        hidden_activation="gelu_pytorch_tanh",
-        query_pre_attn_scalar=24,
-        rope_theta=1e6,
-        rope_local_base_freq=100.0,
-        rope_scaling=dict(rope_type="linear", factor=2.0),
-        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-        sliding_window=16,
-        tie_word_embeddings=True,
-    ),
 }
+# Gemma 3 (text): Gemma 2's layout plus (1 + w) QK-norm; local and global layers with their own rotary theta (a
+# small local one, so that they differ), linear rope scaling on the global ones, multi-query attention, no soft
+# caps (as released)
+FAMILIES["gemma3"] = dict(
+    {k: v for k, v in FAMILIES["gemma2"].items() if not k.endswith("_softcapping")},
+    architectures=["Gemma3ForCausalLM"],
+    model_type="gemma3_text",
+    num_hidden_layers=3,
+    num_key_value_heads=1,
+    rope_theta=1e6,
+    rope_local_base_freq=100.0,
+    rope_scaling=dict(rope_type="linear", factor=2.0),
+    layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+)
 
 
 def _hf_shapes(cfg):

@@ -13,7 +13,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxrl_reason import parallel
 from jaxrl_reason.envs.bpe import BPETokenizer
 from jaxrl_reason.envs.registry import make
 from jaxrl_reason.models import rollout
@@ -21,6 +20,7 @@ from jaxrl_reason.problems import initial_states, padded_chunks
 from jaxrl_reason.run.agent import METHODS, Agent, checked_search, default_temperature
 from jaxrl_reason.run.pretrained import over_tokenizer
 from jaxrl_reason.search import SearchConfig, selfplay
+from jaxrl_reason.search.on_mesh import per_row
 
 
 def evaluate(
@@ -122,8 +122,7 @@ def _responses(env, problems: list[dict], finals: list, rewards: np.ndarray) -> 
 
 
 def _make_solver(model, env, method: str, temperature: float, search: SearchConfig | None, mesh=None):
-    def solve_one(params, state, key):  # one problem: its own search or rollout
-        states = jax.tree.map(lambda x: x[None], state)
+    def solve_one(params, states, key):  # one problem (a batch of 1): its own search or rollout
         if method == "mcts":
             traj = selfplay(model, params, env, states, key, search=search, temperature=temperature)
         elif temperature == 0:
@@ -131,11 +130,6 @@ def _make_solver(model, env, method: str, temperature: float, search: SearchConf
         else:
             traj = rollout(model, params, env, states, key, temperature=temperature)
         # report the reward the episode ended with (rewards of the final transition are in the trajectory)
-        final = traj.final_state.replace(rewards=traj.returns)
-        return jax.tree.map(lambda x: x[0], final)
+        return traj.final_state.replace(rewards=traj.returns)
 
-    def solve(params, states, key):
-        keys = jax.random.split(key, states.length.shape[0])
-        return parallel.gathered(parallel.map_examples(solve_one, mesh, params, states, keys), mesh)
-
-    return jax.jit(solve)
+    return jax.jit(lambda params, states, key: per_row(solve_one, mesh, params, states, key))

@@ -23,6 +23,7 @@ from jaxrl_reason.run.checkpoint import Checkpointer
 from jaxrl_reason.run.pretrained import chat_options, over_tokenizer, saved_tokenizer
 from jaxrl_reason.search import SearchConfig, mcts_policy, search_config_from
 from jaxrl_reason.search.decoding import verifier_allowed
+from jaxrl_reason.search.on_mesh import per_row
 from jaxrl_reason.types import EnvState
 
 METHODS = ("greedy", "sample", "mcts")
@@ -72,7 +73,7 @@ class Agent:
     env: Any
     config: Any = None
     #: a ``jax.sharding.Mesh``: :meth:`act` and :func:`jaxrl_reason.evaluate` split the batch over its devices
-    #: (one search or rollout per example, ``parallel.map_examples``); None: the default device
+    #: (one search or rollout per example, :func:`jaxrl_reason.search.on_mesh.per_row`); None: the default device
     mesh: Any = None
     _jitted: dict = dataclasses.field(default_factory=dict, repr=False)
 
@@ -123,21 +124,17 @@ class Agent:
     def _make_act(self, method: str, temperature: float, search: SearchConfig | None):
         model, env, mesh = self.model, self.env, self.mesh
 
-        def act_one(params, state, key):  # one example: a search or a forward of batch 1
-            states = jax.tree.map(lambda x: x[None], state)
+        def act_one(params, states, key):  # one example (a batch of 1): a search or a forward
             if method == "mcts":
                 out = mcts_policy(model, params, env, states, key, search=search)
                 log_w = jnp.log(jnp.where(out.action_weights > 0, out.action_weights, 0.0))
-                return choose(key, log_w, temperature)[0]
+                return choose(key, log_w, temperature)
             logits, _ = model.apply(params, states.tokens)
             logits = jnp.take_along_axis(logits, (states.length - 1)[:, None, None], 1)[:, 0]
-            return choose(key, mask_logits(logits, states.legal_action_mask), temperature)[0]
+            return choose(key, mask_logits(logits, states.legal_action_mask), temperature)
 
-        def act(params, states, key):
-            keys = jax.random.split(key, states.length.shape[0])  # per example: the same on any mesh
-            return parallel.gathered(parallel.map_examples(act_one, mesh, params, states, keys), mesh)
-
-        return jax.jit(act)
+        # per example, key split(key, B)[b]: the same on any mesh
+        return jax.jit(lambda params, states, key: per_row(act_one, mesh, params, states, key))
 
     def _fn(self, cache_key, factory, *args):
         if cache_key not in self._jitted:

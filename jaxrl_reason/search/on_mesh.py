@@ -21,10 +21,11 @@ from jaxrl_reason import parallel
 from jaxrl_reason.types import EnvState, Params, PRNGKey
 
 
-def per_row(fn: Callable, mesh: jax.sharding.Mesh, params: Params, states: EnvState, key: PRNGKey) -> Any:
+def per_row(fn: Callable, mesh: jax.sharding.Mesh | None, params: Params, states: EnvState, key: PRNGKey) -> Any:
     """``fn(params, states [1], key)`` for every row of `states` [B] with key ``split(key, B)[b]``, the rows
-    split over `mesh`; the outputs (leading axis B) replicated on its devices. Trace it inside jit."""
-    if not isinstance(mesh, jax.sharding.Mesh):
+    split over `mesh` (``None``: vmapped on the default device); the outputs (leading axis B) replicated on its
+    devices. Trace it inside jit. :func:`jr.evaluate` and :meth:`jr.Agent.act` run their rows this way too."""
+    if mesh is not None and not isinstance(mesh, jax.sharding.Mesh):
         raise ValueError(f"mesh: expected a jax.sharding.Mesh (e.g. jr.make_mesh()), got {type(mesh).__name__}")
 
     def one(params, state, key):

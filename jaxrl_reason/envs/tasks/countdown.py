@@ -373,6 +373,16 @@ class Countdown(ReasoningTask):
             )
         return countdown_steps_ok(problem_dict, steps)
 
+    def _solution(self, problem_dict: dict):
+        """:func:`solve`'s ``(steps, expression)`` for a checked problem dict; ValueError if unsolvable."""
+        self.problem_from_dict(problem_dict)
+        found = solve(list(problem_dict["numbers"]), problem_dict["target"], self.max_target)
+        if found is None:
+            raise ValueError(
+                f"countdown problem {problem_dict} has no solution with intermediates in [1, {self.max_target}]"
+            )
+        return found
+
     def demonstration(self, problem_dict: dict, style: str | None = None) -> str:
         """A worked solution in ``style`` (default: the task's ``demo_style``); ValueError if unsolvable.
 
@@ -383,13 +393,7 @@ class Countdown(ReasoningTask):
         style = self.demo_style if style is None else style
         if style not in DEMO_STYLES:
             raise ValueError(f"countdown demonstration style must be one of {DEMO_STYLES}, got {style!r}")
-        self.problem_from_dict(problem_dict)
-        found = solve(list(problem_dict["numbers"]), problem_dict["target"], self.max_target)
-        if found is None:
-            raise ValueError(
-                f"countdown problem {problem_dict} has no solution with intermediates in [1, {self.max_target}]"
-            )
-        steps, expression = found
+        steps, expression = found = self._solution(problem_dict)
         if style == "backward":
             return countdown_backward.backward_demonstration(
                 problem_dict["numbers"],
@@ -410,3 +414,24 @@ class Countdown(ReasoningTask):
             )
         reasoning = "".join(f"{a}{op}{b}={r}," for a, op, b, r in steps)
         return reasoning + self.tokenizer.answer_marker + expression
+
+    def tool_demonstration(self, problem_dict: dict, tools=()) -> str:
+        """The worked solution with every value written by the ``calc`` tool among `tools`: ``"path"`` steps
+        as calls (``[5*3=15][15+7=22]<ans>5*3+7``), ``"backward"`` traces as
+        :func:`countdown_backward.calc_backward_demonstration`; the plain demonstration without a calculator
+        or for ``"search"`` traces."""
+        calc = next((t for t in tools if t.name == "calc"), None)
+        if calc is None or self.demo_style == "search":
+            return self.demonstration(problem_dict)
+        steps, expression = self._solution(problem_dict)
+        marker = self.tokenizer.answer_marker
+        if self.demo_style == "path":
+            return "".join(f"{calc.open}{a}{op}{b}={r}{calc.close}" for a, op, b, r in steps) + marker + expression
+        return countdown_backward.calc_backward_demonstration(
+            problem_dict["numbers"],
+            problem_dict["target"],
+            max_tokens=self.max_demo_tokens,
+            open=calc.open,
+            close=calc.close,
+            answer_marker=marker,
+        )

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from jaxrl_reason.envs.tasks.countdown_search import CUT_MARK, LINE_SEP, NODE_MARK, apply_op, render_expression
+from jaxrl_reason.envs.tasks.countdown_search import CUT_MARK, LINE_SEP, NODE_MARK, apply_op, exact_op, render_expression
 
 NEED_SEP = ","
 #: How each need finishes the answer: ``(equation operator, z first, final operator, v first)``.
@@ -88,16 +88,98 @@ def backward_demonstration(
         if answer is None:
             failed.append(text)
             continue
-        tail = text + answer_marker + answer
-        tail_tokens = len(text) + 1 + len(answer)
-        if len(LINE_SEP.join([*failed, text])) + 1 + len(answer) <= max_tokens:
-            return LINE_SEP.join([*failed, tail])
-        if 1 + tail_tokens > max_tokens:
-            raise ValueError(
-                f"the solving block of {list(numbers)}:{target} takes {1 + tail_tokens} tokens with the '?', "
-                f"more than max_demo_tokens={max_tokens}"
-            )
-        while failed and len(LINE_SEP.join(failed)) + 1 + tail_tokens > max_tokens:
-            failed.pop()
-        return LINE_SEP.join(failed) + CUT_MARK + tail
+        return _fit(failed, text, answer_marker, answer, max_tokens, f"{list(numbers)}:{target}")
     return None
+
+
+# -- the same search with a calculator ----------------------------------------------------------------------
+#: The needs a calculator trace writes for ``z`` against target ``T``: ``(left, op, right, final_op, v_first,
+#: when)``; ``when(z, T)`` says whether the need is written (a comparison, never a division or a product).
+_CALC_NEEDS = (
+    ("T", "-", "z", "+", True, lambda z, t: t > z),  # T-z = v: v+z
+    ("T", "+", "z", "-", True, lambda z, t: True),  # T+z = v: v-z
+    ("z", "-", "T", "-", False, lambda z, t: z > t),  # z-T = v: z-v
+    ("T", "/", "z", "*", True, lambda z, t: True),  # T/z = v: v*z (the calculator answers "?" when inexact)
+    ("T", "*", "z", "/", True, lambda z, t: True),  # T*z = v: v/z
+    ("z", "/", "T", "/", False, lambda z, t: z >= t),  # z/T = v: z/v
+)
+
+
+def _calc_block(numbers: Sequence[int], k: int, target: int, call) -> tuple[str, str | None]:
+    """The calculator block of ``z = numbers[k]``: its text, and the answer when one of its haves is a need."""
+    z = numbers[k]
+    a, b = sorted((n for i, n in enumerate(numbers) if i != k), reverse=True)
+    needs, texts = [], []
+    for left, op, right, final_op, v_first, when in _CALC_NEEDS:
+        if when(z, target):
+            x, y = (target, z) if left == "T" else (z, target)
+            text, v = call(x, op, y)
+            texts.append(text)
+            needs.append((v, final_op, v_first))
+    texts.append(NODE_MARK)
+    for op in "+-*/":
+        if op == "-" and a == b:
+            continue  # 0 is never a need that is written
+        text, v = call(a, op, b)
+        texts.append(text)
+        finish = next(((f, first) for need, f, first in needs if v is not None and need == v), None)
+        if finish is not None:
+            final_op, v_first = finish
+            tree = (final_op, (op, a, b), z) if v_first else (final_op, z, (op, a, b))
+            return "".join(texts), render_expression(tree)
+    return "".join(texts), None
+
+
+def calc_backward_demonstration(
+    numbers: Sequence[int],
+    target: int,
+    *,
+    max_tokens: int,
+    open: str = "[",
+    close: str = "]",
+    answer_marker: str = "<ans>",
+) -> str | None:
+    """The backward-check trace of a three-number problem with every value written by a calculator.
+
+    The search of :func:`backward_demonstration`, with each equation a calculator call ``[T-z=`` answered
+    ``v]`` by the env, so the model does no arithmetic: the needs are every finishing equation whose sign
+    a comparison settles (``T-z`` when ``T > z``, ``T+z``, ``z-T`` when ``z > T``, ``T/z``, ``T*z``, ``z/T``
+    when ``z >= T``; the calculator answers ``?`` to an inexact division), the haves ``a+b``, ``a-b`` (when
+    ``a > b``), ``a*b``, ``a/b``; the block stops at the first have equal to a need. Example (``3,5,7:22``)::
+
+        [22-3=19][22+3=25][22/3=?][22*3=66]|[7+5=12][7-5=2][7*5=35][7/5=?];[22-5=17]...
+        ...;[22-7=15][22+7=29][22/7=?][22*7=154]|[5+3=8][5-3=2][5*3=15]<ans>5*3+7
+
+    Cut to ``max_tokens`` like :func:`backward_demonstration`; None when no ``z`` works.
+    """
+    if len(numbers) != 3:
+        raise ValueError(f"backward demonstrations are for three numbers, got {list(numbers)}")
+
+    def call(x: int, op: str, y: int) -> tuple[str, int | None]:
+        v = exact_op(op, x, y)
+        return f"{open}{x}{op}{y}={'?' if v is None else v}{close}", v
+
+    failed = []
+    for k in range(3):
+        text, answer = _calc_block(list(numbers), k, target, call)
+        if answer is None:
+            failed.append(text)
+            continue
+        return _fit(failed, text, answer_marker, answer, max_tokens, f"{list(numbers)}:{target}")
+    return None
+
+
+def _fit(failed: list[str], text: str, marker: str, answer: str, max_tokens: int, problem: str) -> str:
+    """``failed`` blocks, then the solving block ``text``, ``marker`` and ``answer``, cut to ``max_tokens`` (one
+    token per character, one for the marker): failed blocks are dropped from the end, ``?`` marks the jump."""
+    tail_tokens = len(text) + 1 + len(answer)
+    if len(LINE_SEP.join([*failed, text])) + 1 + len(answer) <= max_tokens:
+        return LINE_SEP.join([*failed, text + marker + answer])
+    if 1 + tail_tokens > max_tokens:
+        raise ValueError(
+            f"the solving block of {problem} takes {1 + tail_tokens} tokens with the '?', "
+            f"more than max_demo_tokens={max_tokens}"
+        )
+    while failed and len(LINE_SEP.join(failed)) + 1 + tail_tokens > max_tokens:
+        failed.pop()
+    return LINE_SEP.join(failed) + CUT_MARK + text + marker + answer

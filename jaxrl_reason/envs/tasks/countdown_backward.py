@@ -25,7 +25,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from jaxrl_reason.envs.tasks.countdown_search import CUT_MARK, LINE_SEP, NODE_MARK, apply_op, exact_op, render_expression
+from jaxrl_reason.envs.tasks.countdown_search import (
+    CUT_MARK,
+    LINE_SEP,
+    NODE_MARK,
+    apply_op,
+    exact_op,
+    render_expression,
+)
 
 NEED_SEP = ","
 #: How each need finishes the answer: ``(equation operator, z first, final operator, v first)``.
@@ -93,15 +100,22 @@ def backward_demonstration(
 
 
 # -- the same search with a calculator ----------------------------------------------------------------------
-#: The needs a calculator trace writes for ``z`` against target ``T``: ``(left, op, right, final_op, v_first,
-#: when)``; ``when(z, T)`` says whether the need is written (a comparison, never a division or a product).
-_CALC_NEEDS = (
-    ("T", "-", "z", "+", True, lambda z, t: t > z),  # T-z = v: v+z
-    ("T", "+", "z", "-", True, lambda z, t: True),  # T+z = v: v-z
-    ("z", "-", "T", "-", False, lambda z, t: z > t),  # z-T = v: z-v
-    ("T", "/", "z", "*", True, lambda z, t: True),  # T/z = v: v*z (the calculator answers "?" when inexact)
-    ("T", "*", "z", "/", True, lambda z, t: True),  # T*z = v: v/z
-    ("z", "/", "T", "/", False, lambda z, t: z >= t),  # z/T = v: z/v
+#: The needs a calculator trace writes for ``z`` against target ``T``: ``_NEEDS``'s ``(op, z first, final op, v
+#: first)`` and ``when(z, T)``, whether it is written (a comparison, never a division or a product).
+_CALC_NEEDS = tuple(
+    (*need, when)
+    for need, when in zip(
+        _NEEDS,
+        (
+            lambda z, t: t > z,  # T-z
+            lambda z, t: True,  # T+z
+            lambda z, t: z > t,  # z-T
+            lambda z, t: True,  # T/z (the calculator answers "?" when inexact)
+            lambda z, t: True,  # T*z
+            lambda z, t: z >= t,  # z/T
+        ),
+        strict=True,
+    )
 )
 
 
@@ -110,10 +124,9 @@ def _calc_block(numbers: Sequence[int], k: int, target: int, call) -> tuple[str,
     z = numbers[k]
     a, b = sorted((n for i, n in enumerate(numbers) if i != k), reverse=True)
     needs, texts = [], []
-    for left, op, right, final_op, v_first, when in _CALC_NEEDS:
+    for op, z_first, final_op, v_first, when in _CALC_NEEDS:
         if when(z, target):
-            x, y = (target, z) if left == "T" else (z, target)
-            text, v = call(x, op, y)
+            text, v = call(*((z, op, target) if z_first else (target, op, z)))
             texts.append(text)
             needs.append((v, final_op, v_first))
     texts.append(NODE_MARK)

@@ -67,6 +67,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.sft.steps = 500  # SFT updates before RL (reasoning tasks; games skip SFT)
     c.sft.batch_size = 64
     c.sft.num_examples = 4096  # size of the demonstration set (problems sampled from seed)
+    # A teacher that gives up: problems whose demonstration is longer than this many tokens get none, so imitation
+    # sees only the ones it solves within it (0 = every problem).
+    c.sft.demo_max_tokens = 0
     # Length buckets, e.g. (80, 144): each SFT batch holds examples of one bucket, trimmed to its width in
     # tokens (the longest bucket is the env's max_length); () = every batch padded to max_length.
     c.sft.bucket_widths = ()
@@ -427,6 +430,7 @@ _DOMAINS = {
     "sft.steps": _NON_NEGATIVE,
     "sft.batch_size": _POSITIVE,
     "sft.num_examples": _POSITIVE,
+    "sft.demo_max_tokens": _NON_NEGATIVE,
     "selfplay.num_episodes": _POSITIVE,
     "selfplay.num_simulations": _AT_LEAST_ONE,
     "selfplay.top_k": _AT_LEAST_ONE,

@@ -73,3 +73,25 @@ def test_bucket_widths_are_validated():
     c.sft.bucket_widths = (1,)
     with pytest.raises(ConfigError, match=">= 2"):
         validate(c)
+
+
+def test_a_teacher_that_gives_up_demonstrates_only_the_short_problems():
+    from jaxrl_reason.training.imitation import imitation_data
+
+    env = jr.make("countdown-v0", num_numbers=3, demo_style="backward")
+    problems = run_problem_sets(env, 0, 64, 1)[0]
+    lengths = [len(env.tokenizer.encode(env.demonstration(d))) for d in problems]
+    cap = sorted(lengths)[40]  # between the shortest and the longest
+    config = base_config()
+    config.sft.demo_max_tokens = cap
+    data = imitation_data(config, env, None, problems)
+    short = [d for d, n in zip(problems, lengths, strict=True) if n <= cap]
+    assert 40 <= len(short) < 64
+    np.testing.assert_array_equal(data["tokens"], demonstration_set(env, short)["tokens"])  # the same rows, in order
+    assert (data["length"] - data["prompt_length"] - 1 <= cap).all()  # demonstration + EOS
+    config.sft.demo_max_tokens = 1
+    with pytest.raises(ValueError, match="sft.demo_max_tokens=1"):
+        imitation_data(config, env, None, problems)
+    config.sft.demo_max_tokens = -1
+    with pytest.raises(ConfigError, match="sft.demo_max_tokens"):
+        validate(config)

@@ -103,7 +103,21 @@ def imitation_data(config, env, model, problem_dicts: list[dict]) -> dict[str, n
     """The imitation phase's data: a teacher's samples (``distill.teacher_workdir``) or demonstrations."""
     if config.distill.teacher_workdir:
         return distillation_set(config, env, model, problem_dicts)
+    problem_dicts = demonstrated_problems(env, problem_dicts, config.sft.get("demo_max_tokens", 0))
     return with_written(env, demonstration_set(env, problem_dicts), problem_dicts)
+
+
+def demonstrated_problems(env, problem_dicts: list[dict], max_tokens: int) -> list[dict]:
+    """The problems whose demonstration takes at most `max_tokens` tokens (``sft.demo_max_tokens``; 0: all): a
+    teacher that gives up on the others. ValueError when it demonstrates none."""
+    if not max_tokens:
+        return problem_dicts
+    kept = [d for d in problem_dicts if len(env.tokenizer.encode(env.demonstration(d))) <= max_tokens]
+    if not kept:
+        raise ValueError(f"no demonstration of the {len(problem_dicts)} problems fits sft.demo_max_tokens={max_tokens}")
+    n, total = len(kept), len(problem_dicts)
+    print(f"imitation: {n} of {total} problems demonstrated within {max_tokens} tokens", flush=True)
+    return kept
 
 
 def with_written(env, data: dict[str, np.ndarray], problem_dicts: list[dict]) -> dict[str, np.ndarray]:

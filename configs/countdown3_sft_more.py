@@ -8,8 +8,12 @@ from configs.countdown3 import get_config as _imitation
 
 
 def get_config():
-    c = _imitation()
-    c.init.workdir = "workdirs/countdown3"
+    return more_imitation(_imitation(), "workdirs/countdown3")
+
+
+def more_imitation(c, init_workdir: str):
+    """`c` (an imitation recipe) continued from `init_workdir` at the RL phase's rate (the control of STaR)."""
+    c.init.workdir = init_workdir
     c.algorithm = "none"
     c.total_steps = 500  # the wall-clock of the 40 STaR updates
     c.sft.steps = 500

@@ -12,8 +12,12 @@ from configs.countdown3 import get_config as _imitation
 
 
 def get_config():
-    c = _imitation()
-    c.init.workdir = "workdirs/countdown3"  # the imitation run's latest checkpoint
+    return star_phase(_imitation(), "workdirs/countdown3")
+
+
+def star_phase(c, init_workdir: str):
+    """`c` (an imitation recipe) turned into its STaR phase from the latest checkpoint of `init_workdir`."""
+    c.init.workdir = init_workdir
     c.algorithm = "star"
     c.total_steps = 40  # about 16 minutes here (the control gets the same wall-clock)
     c.sft.steps = 0

@@ -87,11 +87,16 @@ def backward_demonstration(
     longer, failed blocks are dropped from the end, and ``?`` marks the jump to the block that solves it;
     ValueError when that block alone does not fit.
     """
+    return _trace(numbers, target, lambda k: _block(list(numbers), k, target, max_value), max_tokens, answer_marker)
+
+
+def _trace(numbers, target: int, block, max_tokens: int, answer_marker: str) -> str | None:
+    """The blocks ``block(k)`` for each ``z = numbers[k]`` up to the first that answers, cut by :func:`_fit`."""
     if len(numbers) != 3:
         raise ValueError(f"backward demonstrations are for three numbers, got {list(numbers)}")
     failed = []
     for k in range(3):
-        text, answer = _block(list(numbers), k, target, max_value)
+        text, answer = block(k)
         if answer is None:
             failed.append(text)
             continue
@@ -165,21 +170,12 @@ def calc_backward_demonstration(
 
     Cut to ``max_tokens`` like :func:`backward_demonstration`; None when no ``z`` works.
     """
-    if len(numbers) != 3:
-        raise ValueError(f"backward demonstrations are for three numbers, got {list(numbers)}")
 
     def call(x: int, op: str, y: int) -> tuple[str, int | None]:
         v = exact_op(op, x, y)
         return f"{open}{x}{op}{y}={'?' if v is None else v}{close}", v
 
-    failed = []
-    for k in range(3):
-        text, answer = _calc_block(list(numbers), k, target, call)
-        if answer is None:
-            failed.append(text)
-            continue
-        return _fit(failed, text, answer_marker, answer, max_tokens, f"{list(numbers)}:{target}")
-    return None
+    return _trace(numbers, target, lambda k: _calc_block(list(numbers), k, target, call), max_tokens, answer_marker)
 
 
 def _fit(failed: list[str], text: str, marker: str, answer: str, max_tokens: int, problem: str) -> str:
